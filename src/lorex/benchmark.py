@@ -1,0 +1,104 @@
+"""The benchmark protocol: tune baselines on tuning seeds, evaluate everything on disjoint test seeds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lorex import io, seeds
+from lorex.baselines import DEFAULT_OPTIMIZERS, DEFAULT_TUNING_SEEDS, TUNING_SEEDS, tune
+from lorex.evaluate import evaluate, summarize
+
+
+def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
+                  optimizers=DEFAULT_OPTIMIZERS, learned: dict | None = None, steps: int | None = None,
+                  progress: bool = True) -> dict:
+    """Tune each baseline, then evaluate it and each learned optimizer (name → optax transformation).
+
+    Returns a JSON-ready dict: per optimizer its hyperparameters, warnings and :func:`summarize` statistics.
+    """
+    steps = family.steps if steps is None else steps
+    if tuning_seeds is None:
+        tuning_seeds = TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+    tune_keys = seeds.keys(seed, "tuning", tuning_seeds)
+    test_keys = seeds.keys(seed, "test", test_seeds)
+    rows, all_warnings = {}, []
+    learned = learned or {}
+    bar = tqdm(total=len(optimizers) + len(learned), desc="benchmark", disable=not progress, leave=False)
+    for name in optimizers:
+        bar.set_postfix_str(f"tuning {name}")
+        t0 = time.perf_counter()
+        tuned = tune(name, family, tune_keys, steps)
+        t_tune = time.perf_counter() - t0
+        stats = summarize(evaluate(tuned.transformation(), family, test_keys, steps))
+        rows[name] = {"kind": "baseline", **tuned.to_json(), "tune_seconds": t_tune, **stats}
+        all_warnings += tuned.warnings
+        bar.update()
+    for name, tx in learned.items():
+        bar.set_postfix_str(f"evaluating {name}")
+        rows[name] = {"kind": "learned", "optimizer": name, "hyperparameters": {}, "warnings": [],
+                      **summarize(evaluate(tx, family, test_keys, steps))}
+        bar.update()
+    bar.close()
+    return {"task": getattr(family, "name", type(family).__name__), "steps": steps, "seed": seed,
+            "tuning_seeds": tuning_seeds, "test_seeds": test_seeds, "optimizers": rows,
+            "warnings": all_warnings, "comparison": compare(rows)}
+
+
+def compare(rows: dict) -> dict:
+    """Each learned optimizer against the best baseline on each metric: ratio and difference in standard errors."""
+    base = {k: v for k, v in rows.items() if v["kind"] == "baseline"}
+    out = {}
+    for name, row in rows.items():
+        if row["kind"] != "learned" or not base:
+            continue
+        res = {}
+        for metric in ("mean_log_loss", "final_loss"):
+            best = min(base, key=lambda k: base[k][metric]["mean"])
+            b, l = base[best][metric], row[metric]
+            se = float(np.hypot(b["se"], l["se"]))
+            diff = b["mean"] - l["mean"]
+            res[metric] = {"best_baseline": best, "baseline": b["mean"], "learned": l["mean"],
+                           "margin_in_se": diff / se if se > 0 and np.isfinite(se) else None,
+                           "beats_by_2se": bool(np.isfinite(se) and diff > 2 * se)}
+            if metric == "final_loss" and b["mean"] > 0:
+                res[metric]["ratio_learned_over_best"] = l["mean"] / b["mean"]
+        out[name] = res
+    return out
+
+
+def format_table(result: dict) -> str:
+    """The benchmark as a plain-text table."""
+    lines = [f"task {result['task']}: {result['test_seeds']} test seeds, {result['steps']} steps",
+             f"{'optimizer':<12} {'hyperparameters':<34} {'final loss (mean ± s.e.)':<26} "
+             f"{'mean log loss':<18} diverged"]
+    for name, r in result["optimizers"].items():
+        hp = ", ".join(f"{k}={v:.3g}" for k, v in r["hyperparameters"].items()) or "(learned)"
+        fl, ml = r["final_loss"], r["mean_log_loss"]
+        lines.append(f"{name:<12} {hp:<34} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
+                     f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}")
+    for w in result["warnings"]:
+        lines.append(f"WARNING: {w}")
+    for r in result["optimizers"].values():
+        lines += [f"note: {n}" for n in r.get("notes", [])]
+    for name, c in result.get("comparison", {}).items():
+        for metric, v in c.items():
+            m = v["margin_in_se"]
+            lines.append(f"{name} vs best baseline ({v['best_baseline']}) on {metric}: "
+                         f"{v['learned']:.4g} vs {v['baseline']:.4g}, margin "
+                         f"{'n/a' if m is None else f'{m:.1f}'} s.e. -> "
+                         f"{'better' if v['beats_by_2se'] else 'NOT better'} by > 2 s.e.")
+    return "\n".join(lines)
+
+
+def write_benchmark(result: dict, out: str | Path) -> list[Path]:
+    """results.json and the loss-curve figure (PNG and PDF) in ``out``."""
+    from lorex.report.figures import performance_figure
+
+    out = Path(out)
+    io.save_json(out / "results.json", {"format_version": io.FORMAT_VERSION, "versions": io.versions(),
+                                        "benchmark": result})
+    return [out / "results.json", *performance_figure(result, out / f"performance_{result['task']}")]

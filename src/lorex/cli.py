@@ -1,0 +1,222 @@
+"""The ``lorex`` command line: train | tune | benchmark | reproduce | distill.
+
+Bad input exits with status 2 and one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+from lorex.errors import LorexError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2 (argparse's default prints the whole usage first)
+        self.exit(2, f"lorex: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(field):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: a positive integer)") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: a positive integer)")
+        return v
+
+    parse.__name__ = field
+    return parse
+
+
+def _positive_float(field):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: a positive number)") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: a positive number)")
+        return v
+
+    parse.__name__ = field
+    return parse
+
+
+def _overrides(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LorexError("--set", f"malformed {item!r}", "FIELD=VALUE, e.g. --set n=10")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _family(args):
+    from lorex import tasks
+
+    return tasks.make(args.task, **_overrides(args.set))
+
+
+def _task_args(p, required=True):
+    p.add_argument("--task", required=required,
+                   help="linreg | rosenbrock | two_moons | module:attribute (a user's task family)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a task config field")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+
+
+def _eval_args(p):
+    p.add_argument("--steps", type=_positive_int("steps"), default=None, help="horizon (default: the task's)")
+    p.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None,
+                   help="default 32 (16 for two_moons)")
+    p.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
+    p.add_argument("--optimizers", nargs="+", default=None, help="baselines: sgd momentum rmsprop adam")
+
+
+def cmd_tune(args) -> int:
+    from lorex import seeds
+    from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS, tune
+    from lorex.errors import check_choice
+
+    family = _family(args)
+    names = args.optimizers or DEFAULT_OPTIMIZERS
+    for n in names:
+        check_choice("optimizer", n, OPTIMIZERS)
+    from lorex.baselines import DEFAULT_TUNING_SEEDS, TUNING_SEEDS
+
+    n_tune = args.tuning_seeds or TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+    keys = seeds.keys(args.seed, "tuning", n_tune)
+    for n in names:
+        t = tune(n, family, keys, args.steps)
+        hp = ", ".join(f"{k}={v:.4g}" for k, v in t.hyperparameters.items())
+        print(f"{n:<10} {hp:<36} tuning objective {t.objective:.4f}")
+        for w in t.warnings:
+            print(f"WARNING: {w}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    import time
+
+    from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS
+    from lorex.benchmark import format_table, run_benchmark, write_benchmark
+    from lorex.errors import check_choice
+    from lorex.lopt import load_optimizer, pretrained_names
+
+    family = _family(args)
+    names = args.optimizers or DEFAULT_OPTIMIZERS
+    for n in names:
+        check_choice("optimizer", n, OPTIMIZERS)
+    learned = {}
+    if args.optimizer:
+        learned["learned"] = load_optimizer(args.optimizer)
+    elif not args.no_learned and args.task in pretrained_names():
+        learned["learned"] = load_optimizer(args.task)
+    t0 = time.perf_counter()
+    result = run_benchmark(family, seed=args.seed, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds,
+                           optimizers=tuple(names), learned=learned, steps=args.steps)
+    result["wall_seconds"] = time.perf_counter() - t0
+    print(format_table(result))
+    if args.out:
+        for p in write_benchmark(result, args.out):
+            print(f"wrote {p}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from lorex import meta
+
+    if args.resume:
+        run_dir = meta.resume(args.resume, progress=True)
+    else:
+        if not args.task or not args.out:
+            raise LorexError("train", "--task and --out are required unless --resume DIR is given",
+                             ["--task T --out DIR", "--resume DIR"])
+        cfg = meta.config_from_args(args, _overrides(args.set))
+        run_dir = meta.train(cfg, args.out, progress=True)
+    print(f"trained optimizer in {run_dir}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from lorex.report.reproduce import reproduce
+
+    out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed,
+                    test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from lorex.distill import distill_command
+
+    return distill_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lorex", description="Train learned optimizers and reverse-engineer how they work.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("tune", help="grid-search the baselines on tuning seeds")
+    _task_args(t)
+    _eval_args(t)
+    t.set_defaults(func=cmd_tune)
+
+    b = sub.add_parser("benchmark", help="tuned baselines (and the learned optimizer) on 128 test seeds")
+    _task_args(b)
+    _eval_args(b)
+    b.add_argument("--optimizer", help="a learned optimizer: shipped name or run folder (default: the task's)")
+    b.add_argument("--no-learned", action="store_true", help="baselines only")
+    b.add_argument("--out", type=Path, help="write results.json and the loss-curve figure here")
+    b.set_defaults(func=cmd_benchmark)
+
+    from lorex.meta import add_train_arguments
+
+    tr = sub.add_parser("train", help="meta-train a learned optimizer")
+    _task_args(tr, required=False)
+    add_train_arguments(tr, _positive_int, _positive_float)
+    tr.add_argument("--out", type=Path, help="run folder")
+    tr.add_argument("--resume", type=Path, help="continue the run in this folder")
+    tr.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")
+    r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons")
+    r.add_argument("--retrain", action="store_true", help="meta-train each optimizer from scratch first")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
+    r.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
+    r.add_argument("--out", type=Path, default=Path("lorex-report"))
+    r.set_defaults(func=cmd_reproduce)
+
+    d = sub.add_parser("distill", help="build a mechanistic surrogate of a learned optimizer")
+    d.add_argument("--optimizer", required=True, help="shipped name or run folder")
+    _task_args(d, required=False)
+    d.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
+    d.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
+    d.add_argument("--out", type=Path, default=None)
+    d.set_defaults(func=cmd_distill)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LorexError as e:
+        print(f"lorex: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lorex: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The learned optimizer: a coordinatewise GRU with shared weights, exposed as an optax transformation.
+
+One source of truth. Meta-training, the optax transformation and every analysis call these three pure functions:
+
+* :func:`input_features`  x = φ(g): ``raw`` → [g·s_in];  ``log_sign`` → [log1p(|g|·s_in), sign g]
+* :func:`gru_cell`        h' = (1 − z) ⊙ n + z ⊙ h, with z = σ(W_z x + U_z h + b_z), r = σ(W_r x + U_r h + b_r),
+                          n = tanh(W_n x + b_n + r ⊙ (U_n h + c_n))  (gates fused in one matmul each for x and h)
+* :func:`readout`         u = s_out · (wᵀh' + b)
+
+Per coordinate i of the optimizee: h_i ← GRU(h_i, φ(g_i)); x_i ← x_i + u(h_i). The readout starts at zero, so an
+untrained optimizer does nothing; the initial state h₀ is learned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from lorex.errors import LorexError, check_choice, check_positive_int
+
+FEATURES = ("raw", "log_sign")
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+@dataclasses.dataclass(frozen=True)
+class LOptConfig:
+    """Architecture of the learned optimizer (not its weights)."""
+
+    hidden: int = 32
+    features: str = "raw"
+    input_scale: float = 1.0
+    output_scale: float = 0.1
+
+    def __post_init__(self):
+        check_positive_int("hidden", self.hidden)
+        check_choice("features", self.features, FEATURES)
+        for name in ("input_scale", "output_scale"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise LorexError(name, f"got {v!r}", "a positive number")
+
+    @property
+    def input_dim(self) -> int:
+        return 1 if self.features == "raw" else 2
+
+
+Params = dict[str, Any]
+
+
+def init_params(key: jax.Array, config: LOptConfig) -> Params:
+    """Random GRU weights (scaled normal), zero readout, zero initial state."""
+    H, D = config.hidden, config.input_dim
+    kx, kh = jax.random.split(key)
+    return {
+        "cell": {
+            "w_x": jax.random.normal(kx, (D, 3 * H), jnp.float32) / jnp.sqrt(D),
+            "w_h": jax.random.normal(kh, (H, 3 * H), jnp.float32) / jnp.sqrt(H),
+            "b_x": jnp.zeros((3 * H,), jnp.float32),
+            "b_h": jnp.zeros((3 * H,), jnp.float32),
+        },
+        "readout": {"w": jnp.zeros((H,), jnp.float32), "b": jnp.zeros((), jnp.float32)},
+        "h0": jnp.zeros((H,), jnp.float32),
+    }
+
+
+def input_features(g: jax.Array, config: LOptConfig) -> jax.Array:
+    """φ(g) for gradients of any shape; returns shape ``g.shape + (input_dim,)``."""
+    g = g * config.input_scale
+    if config.features == "raw":
+        return g[..., None]
+    return jnp.stack([jnp.log1p(jnp.abs(g)), jnp.sign(g)], axis=-1)
+
+
+def gru_cell(cell: Params, h: jax.Array, x: jax.Array) -> jax.Array:
+    """One GRU step for a batch of coordinates: h (..., H), x (..., D) → h' (..., H)."""
+    H = h.shape[-1]
+    gx = x @ cell["w_x"] + cell["b_x"]
+    gh = h @ cell["w_h"] + cell["b_h"]
+    z = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
+    r = jax.nn.sigmoid(gx[..., H : 2 * H] + gh[..., H : 2 * H])
+    n = jnp.tanh(gx[..., 2 * H :] + r * gh[..., 2 * H :])
+    return (1.0 - z) * n + z * h
+
+
+def readout(ro: Params, h: jax.Array, config: LOptConfig) -> jax.Array:
+    """u = s_out · (wᵀh + b) for states h (..., H) → (...)."""
+    return config.output_scale * (h @ ro["w"] + ro["b"])
+
+
+def step(params: Params, config: LOptConfig, h: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One optimizer step for coordinates with states h (..., H) and gradients g (...): (h', update)."""
+    h = gru_cell(params["cell"], h, input_features(g, config))
+    return h, readout(params["readout"], h, config)
+
+
+class LOptState(NamedTuple):
+    """Hidden state of every coordinate, flattened over the parameter pytree: shape (N, H)."""
+
+    hidden: jax.Array
+
+
+def learned_optimizer(params: Params, config: LOptConfig) -> optax.GradientTransformationExtraArgs:
+    """The learned optimizer as an optax transformation; works on any parameter pytree and in ``optax.chain``.
+
+    All coordinates of all leaves are stacked into one (N, H) state, so a step is two (N, ·) @ (·, 3H) matmuls.
+    """
+
+    def init_fn(p):
+        flat, _ = ravel_pytree(p)
+        h0 = jnp.asarray(params["h0"])
+        return LOptState(jnp.broadcast_to(h0, (flat.size, h0.shape[0])))
+
+    def update_fn(updates, state, params_=None, **extra_args):
+        del params_, extra_args
+        flat_g, unravel = ravel_pytree(updates)
+        h, u = step(params, config, state.hidden, flat_g)
+        return unravel(u.astype(flat_g.dtype)), LOptState(h)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class RecurrentMap(NamedTuple):
+    """An optimizer seen as a recurrent map, for the analysis tools.
+
+    ``step(h, x) -> h'`` for one state h (H,) and input x (D_in,) (for an optimizer, x = [g]);
+    ``readout(h) -> u`` the scalar parameter update written from the new state; ``h0`` the initial state.
+    """
+
+    step: Callable[[jax.Array, jax.Array], jax.Array]
+    readout: Callable[[jax.Array], jax.Array]
+    h0: jax.Array
+
+
+def recurrent_map(params: Params, config: LOptConfig) -> RecurrentMap:
+    """The learned optimizer's own cell, features and readout as a :class:`RecurrentMap` (input x = [g])."""
+
+    def step_fn(h, x):
+        return gru_cell(params["cell"], h, input_features(x[..., 0], config))
+
+    def readout_fn(h):
+        return readout(params["readout"], h, config)
+
+    return RecurrentMap(step_fn, readout_fn, jnp.asarray(params["h0"]))
+
+
+# ----------------------------------------------------------------------------------------------- saving/loading
+
+PARAMS_FILE = "params.npz"
+META_FILE = "optimizer.json"
+
+
+def save_optimizer(directory: str | Path, params: Params, config: LOptConfig, metadata: dict | None = None) -> None:
+    """Write ``params.npz`` and ``optimizer.json`` (config, format version, versions, any extra metadata)."""
+    from lorex import io
+
+    directory = Path(directory)
+    io.save_tree(directory / PARAMS_FILE, params)
+    meta = {"format_version": io.FORMAT_VERSION, "lopt_config": dataclasses.asdict(config),
+            "versions": io.versions(), **(metadata or {})}
+    io.save_json(directory / META_FILE, meta)
+
+
+def pretrained_names() -> list[str]:
+    if not PRETRAINED_DIR.exists():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / META_FILE).exists())
+
+
+def resolve_optimizer_dir(name_or_dir: str | Path) -> Path:
+    """A shipped optimizer's name (``"linreg"``…) or a run folder → the folder that holds it."""
+    p = Path(name_or_dir)
+    if (p / META_FILE).exists():
+        return p
+    if str(name_or_dir) in pretrained_names():
+        return PRETRAINED_DIR / str(name_or_dir)
+    raise LorexError("optimizer", f"{str(name_or_dir)!r} is neither a shipped optimizer nor a folder holding "
+                     f"{META_FILE}", pretrained_names() + ["a run folder written by `lorex train`"])
+
+
+def load_params(name_or_dir: str | Path) -> tuple[Params, LOptConfig, dict]:
+    """(params, config, metadata) of a shipped optimizer or of a run folder."""
+    from lorex import io
+
+    d = resolve_optimizer_dir(name_or_dir)
+    meta = io.load_json(d / META_FILE)
+    if meta.get("format_version") != io.FORMAT_VERSION:
+        raise LorexError(str(d / META_FILE), f"format_version {meta.get('format_version')!r}",
+                         [str(io.FORMAT_VERSION)])
+    try:
+        config = LOptConfig(**meta["lopt_config"])
+    except (KeyError, TypeError) as e:
+        raise LorexError(str(d / META_FILE), f"bad lopt_config ({e})") from None
+    template = init_params(jax.random.PRNGKey(0), config)
+    params = jax.tree_util.tree_map(jnp.asarray, io.load_tree(d / PARAMS_FILE, template))
+    return params, config, meta
+
+
+def load_optimizer(name_or_dir: str | Path) -> optax.GradientTransformationExtraArgs:
+    """A trained learned optimizer as an optax transformation, from a shipped name or a run folder."""
+    params, config, _ = load_params(name_or_dir)
+    return learned_optimizer(params, config)

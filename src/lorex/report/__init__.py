@@ -1,0 +1,1 @@
+"""Figures, results.json and the self-contained HTML report."""
