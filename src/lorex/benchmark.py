@@ -76,7 +76,7 @@ def format_table(result: dict) -> str:
              f"{'optimizer':<12} {'hyperparameters':<34} {'final loss (mean ± s.e.)':<26} "
              f"{'mean log loss':<18} diverged"]
     for name, r in result["optimizers"].items():
-        hp = ", ".join(f"{k}={v:.3g}" for k, v in r["hyperparameters"].items()) or "(learned)"
+        hp = ", ".join(f"{k}={v:.4g}" for k, v in r["hyperparameters"].items()) or "(learned)"
         fl, ml = r["final_loss"], r["mean_log_loss"]
         lines.append(f"{name:<12} {hp:<34} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
                      f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}")

@@ -26,18 +26,22 @@ def problem_and_params(family, key: jax.Array) -> tuple[Any, Any]:
 
 
 def run(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *, remat: bool = False,
-        truncation: int | None = None) -> jax.Array:
+        truncation: int | None = None, first_order: bool = False) -> jax.Array:
     """Losses (steps + 1,) of one run of ``tx`` on the problem of ``key``; index 0 is before the first step.
 
     Differentiable in anything ``tx`` closes over (this is also the meta-training unroll). ``remat`` recomputes
     each step in the backward pass (``jax.checkpoint``) instead of storing it; ``truncation=K`` stops gradients
-    through the carry every K steps (truncated backpropagation; ``steps`` must be a multiple of K).
+    through the carry every K steps (truncated backpropagation; ``steps`` must be a multiple of K);
+    ``first_order`` treats the optimizee's gradients as constants in the backward pass (drops the Hessian terms
+    of the meta-gradient, as in Andrychowicz et al. 2016).
     """
     problem, params = problem_and_params(family, key)
 
     def body(carry, _):
         params, state = carry
         loss, grads = jax.value_and_grad(family.loss)(params, problem)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
         updates, state = tx.update(grads, state, params)
         return (optax.apply_updates(params, updates), state), loss
 

@@ -21,7 +21,8 @@ def split_map(rmap, readout: Callable | None = None, *, need_readout: bool = Tru
     elif callable(rmap):
         step, ro = rmap, None
     else:
-        raise LorexError("rmap", f"got {type(rmap).__name__}", "a RecurrentMap, a (step, readout) pair or a step function")
+        raise LorexError("rmap", f"got {type(rmap).__name__}",
+                         "a RecurrentMap, a (step, readout) pair or a step function")
     ro = readout if readout is not None else ro
     if need_readout and ro is None:
         raise LorexError("readout", "missing", "a function h -> scalar update (or a RecurrentMap carrying one)")

@@ -1,10 +1,11 @@
 """Fixed points h* = F(h*, x*) of any recurrent map, found from many seeds in one batched, jitted call.
 
-Minimize q(h) = ½‖F(h, x*) − h‖²: first a few hundred Adam steps on q (vmapped over seeds), then Newton's method on
+Minimize q(h) = ½‖F(h, x*) − h‖²: first 500 Adam steps on q (vmapped over seeds), then Newton's method on
 G(h) = F(h, x*) − h, i.e. solve (I − J) δh = F(h) − h with J = ∂F/∂h, with backtracking (a step is taken only if it
-lowers q) and a steepest-descent (Cauchy point) fallback when I − J is singular.  q reaches the rounding floor (≈1e-13 in float32
-for O(1) states, far lower under x64).  Non-converged seeds (q > tol) are dropped, duplicates merged (lowest q kept),
-and the Jacobians, eigenvalues and left/right eigenvectors are computed at the distinct points only.
+lowers q) and a steepest-descent (Cauchy point) fallback when I − J is singular.  q reaches the rounding floor
+(≈1e-13 in float32 for O(1) states, far lower under x64).  Non-converged seeds (q > tol) are dropped, duplicates
+merged (lowest q kept), and the Jacobians, eigenvalues and left/right eigenvectors are computed at the distinct
+points only.
 """
 
 from __future__ import annotations
@@ -158,9 +159,9 @@ def _dedup(points, inputs, q, tol):
     return order[keep]
 
 
-def find_fixed_points(step_fn: Callable, initial_states, inputs=None, *, input_dim: int = 1, adam_steps: int = 200,
+def find_fixed_points(step_fn: Callable, initial_states, inputs=None, *, input_dim: int = 1, adam_steps: int = 500,
                       learning_rate: float = 1e-2, optimizer: optax.GradientTransformation | None = None,
-                      newton_steps: int = 10, tol: float = 1e-10, dedup_tol: float = 1e-3,
+                      newton_steps: int = 20, tol: float = 1e-10, dedup_tol: float = 1e-3,
                       max_norm: float | None = None) -> FixedPoints:
     """Fixed points of h' = step_fn(h, x*) from seeds ``initial_states`` (n, H); see the module docstring.
 

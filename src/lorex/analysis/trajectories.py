@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from lorex import lopt
-from lorex.analysis._common import input_of, split_map
+from lorex.analysis._common import initial_state, input_of, split_map
 from lorex.errors import check_positive_int
 from lorex.evaluate import problem_and_params
 
@@ -31,7 +31,7 @@ def record_map_trajectory(rmap, family, key: jax.Array, steps: int | None = None
     """Run any recurrent map (vmapped over the N coordinates) on the problem of ``key`` for ``steps`` steps."""
     steps = family.steps if steps is None else check_positive_int("steps", steps)
     step, ro = split_map(rmap, readout)
-    h0 = jnp.asarray(rmap.h0 if h0 is None else h0)
+    h0 = initial_state(rmap, h0)
     cell = jax.vmap(lambda h, g: step(h, input_of(g, input_dim, input_index).astype(h.dtype)))
     out = jax.vmap(ro)
 

@@ -86,7 +86,7 @@ class Saturation(NamedTuple):
 
 
 def _reach(gs, d, frac):
-    """First |g| on one side (gs ascending in |g|, d >= 0 the level there, starting from 0 at g = 0) reaching frac·max."""
+    """(level, first |g| reaching frac·level) on one side: gs ascending |g|, d >= 0 the level there (0 at g = 0)."""
     if gs.size == 0:
         return np.nan, np.nan
     level = np.max(d)
