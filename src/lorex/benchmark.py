@@ -73,12 +73,12 @@ def compare(rows: dict) -> dict:
 def format_table(result: dict) -> str:
     """The benchmark as a plain-text table."""
     lines = [f"task {result['task']}: {result['test_seeds']} test seeds, {result['steps']} steps",
-             f"{'optimizer':<12} {'hyperparameters':<34} {'final loss (mean ± s.e.)':<26} "
+             f"{'optimizer':<12} {'hyperparameters':<40} {'final loss (mean ± s.e.)':<26} "
              f"{'mean log loss':<18} diverged"]
     for name, r in result["optimizers"].items():
         hp = ", ".join(f"{k}={v:.4g}" for k, v in r["hyperparameters"].items()) or "(learned)"
         fl, ml = r["final_loss"], r["mean_log_loss"]
-        lines.append(f"{name:<12} {hp:<34} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
+        lines.append(f"{name:<12} {hp:<40} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
                      f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}")
     for w in result["warnings"]:
         lines.append(f"WARNING: {w}")

@@ -1,0 +1,234 @@
+"""``lorex reproduce``: the paper's five figures per task, ``results.json`` with every number, findings, and
+``report.html``.
+
+Per task: load the shipped pretrained optimizer (or meta-train one with ``retrain``), run the benchmark protocol
+(tuned SGD/Momentum/RMSProp/Adam and the learned optimizer on the test seeds), run every analysis
+(:mod:`lorex.report.analyze`), draw the figures; then write ``results.json`` and the self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lorex import io, lopt, meta, seeds
+from lorex import tasks as tasks_mod
+from lorex.baselines import DEFAULT_OPTIMIZERS
+from lorex.benchmark import format_table, run_benchmark
+from lorex.errors import LorexError
+from lorex.report import figures as F
+from lorex.report import html
+from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
+
+DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons")
+FIGURE_FUNCTIONS = {"momentum": F.momentum_figure, "clipping": F.clipping_figure,
+                    "schedule": F.schedule_figure, "adaptation": F.adaptation_figure}
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
+
+
+def json_safe(x):
+    """Recursively: numpy → Python, non-finite floats → None (strict JSON), tuples → lists."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return json_safe(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def performance_numbers(result: dict) -> dict:
+    """Figure 1's numbers: final loss, mean log loss and tuned hyperparameters per optimizer; learned vs best."""
+    rows = result["optimizers"]
+    base = {n: r for n, r in rows.items() if r["kind"] == "baseline"}
+    out = {"final_loss": {n: r["final_loss"] for n, r in rows.items()},
+           "mean_log_loss": {n: r["mean_log_loss"] for n, r in rows.items()},
+           "diverged": {n: r["diverged"] for n, r in rows.items()},
+           "tuned_hyperparameters": {n: r["hyperparameters"] for n, r in base.items()},
+           "tuning_warnings": list(result["warnings"]), "learned_vs_best": {}}
+    for name, c in result.get("comparison", {}).items():
+        f, m = c["final_loss"], c["mean_log_loss"]
+        diff = m["learned"] - m["baseline"]
+        out["learned_vs_best"][name] = {
+            "final_loss": {"best_baseline": f["best_baseline"], "learned": f["learned"], "baseline": f["baseline"],
+                           "ratio": f.get("ratio_learned_over_best"), "margin_in_se": f["margin_in_se"],
+                           "beats_by_2se": f["beats_by_2se"]},
+            "mean_log_loss": {"best_baseline": m["best_baseline"], "learned": m["learned"], "baseline": m["baseline"],
+                              "difference": diff,
+                              "ratio_geometric_mean_loss": math.exp(diff) if math.isfinite(diff) else None,
+                              "margin_in_se": m["margin_in_se"], "beats_by_2se": m["beats_by_2se"]}}
+    return out
+
+
+def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, api_extras) -> str:
+    if api_extras:
+        args = ", ".join([f"{str(out)!r}", f"tasks={list(tasks)!r}", f"retrain={retrain}", f"seed={seed}",
+                          f"test_seeds={test_seeds}", f"tuning_seeds={tuning_seeds}"]
+                         + [f"{k}={v!r}" for k, v in api_extras.items()])
+        return "python -c " + shlex.quote(f"from lorex.report.reproduce import reproduce; reproduce({args})")
+    cmd = ["lorex", "reproduce", "--out", str(out)]
+    if explicit_tasks:
+        cmd += ["--tasks", *tasks]
+    if retrain:
+        cmd.append("--retrain")
+    cmd += ["--seed", str(seed), "--test-seeds", str(test_seeds)]
+    if tuning_seeds is not None:
+        cmd += ["--tuning-seeds", str(tuning_seeds)]
+    return shlex.join(cmd)
+
+
+def _resolve_optimizer(task, out: Path, retrain: bool, seed: int, optimizers: dict | None,
+                       train_overrides: dict | None, progress: bool):
+    """(params, config, info) of the optimizer analysed on ``task``."""
+    if optimizers and task in optimizers:
+        params, cfg, md = lopt.load_params(optimizers[task])
+        return params, cfg, _info("given", lopt.resolve_optimizer_dir(optimizers[task]), cfg, md)
+    if retrain:
+        d = out / "optimizers" / task
+        mcfg = meta.default_config(task, seed=seed, **(train_overrides or {}))
+        if (d / meta.RUN_FILE).exists():
+            stored = meta.MetaConfig.from_json(io.load_json(d / meta.RUN_FILE)["config"])
+            if stored.digest() != mcfg.digest():
+                raise LorexError(str(d), "holds a meta-training run with another configuration",
+                                 "a new --out folder, or delete that run")
+            if not (d / lopt.META_FILE).exists():
+                _say(progress, f"{task}: resuming meta-training in {d}")
+                meta.resume(d, progress=progress)
+            else:
+                _say(progress, f"{task}: reusing the finished meta-training run in {d}")
+        else:
+            _say(progress, f"{task}: meta-training {mcfg.steps} steps into {d}")
+            meta.train(mcfg, d, progress=progress)
+        params, cfg, md = lopt.load_params(d)
+        return params, cfg, _info("retrained", d, cfg, md)
+    params, cfg, md = lopt.load_params(task)
+    return params, cfg, _info("shipped", lopt.resolve_optimizer_dir(task), cfg, md)
+
+
+def _info(source, path, cfg, md) -> dict:
+    return {"source": source, "path": str(path), "lopt_config": dataclasses.asdict(cfg),
+            "meta_steps": md.get("meta_steps"), "best_step": md.get("best_step"),
+            "best_validation": md.get("best_validation"), "meta_config": md.get("config"),
+            "trained_with": md.get("versions")}
+
+
+def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds: int = 128,
+              tuning_seeds: int | None = None, *, progress: bool = True, analysis_options=None,
+              optimizers: dict | None = None, steps: int | None = None, baselines=DEFAULT_OPTIMIZERS,
+              train_overrides: dict | None = None) -> Path:
+    """Run the whole reproduction into the folder ``out`` and return it (``out/report.html`` is the report).
+
+    ``tasks``: names (default linreg, rosenbrock, two_moons).  Without ``retrain`` each task's shipped optimizer
+    is used (a task without one is an error that suggests ``--retrain``); with it, ``meta.default_config(task)``
+    (plus ``train_overrides``) is meta-trained into ``out/optimizers/<task>`` first (resumed if interrupted).
+    ``tuning_seeds`` None = the per-task default.  Keyword options for small runs and tests: ``optimizers``
+    {task: shipped name or run folder} overrides the optimizer of a task, ``steps`` the horizon,
+    ``analysis_options`` a dict of :class:`lorex.report.analyze.AnalysisOptions` fields, ``baselines`` the tuned
+    baselines (Momentum, RMSProp and Adam are the ones drawn in Figure 1).
+    """
+    t_start = time.perf_counter()
+    explicit_tasks = tasks is not None
+    tasks = list(tasks) if tasks else list(DEFAULT_TASKS)
+    out = Path(out)
+    opts = AnalysisOptions.make(analysis_options)
+    if steps is not None and opts.steps is None:
+        opts = dataclasses.replace(opts, steps=steps)
+    families = {t: tasks_mod.make(t) for t in tasks}  # unknown names fail here, before any work
+    if not retrain:
+        shipped = lopt.pretrained_names()
+        for t in tasks:
+            if not (optimizers and t in optimizers) and t not in shipped:
+                raise LorexError(f"task {t}", "has no shipped pretrained optimizer",
+                                 f"tasks with one: {', '.join(shipped) or 'none installed'}; or add --retrain to "
+                                 "meta-train it first")
+    api_extras = {k: v for k, v in (("analysis_options", analysis_options), ("optimizers", optimizers),
+                                    ("steps", steps), ("train_overrides", train_overrides)) if v is not None}
+    if tuple(baselines) != tuple(DEFAULT_OPTIMIZERS):
+        api_extras["baselines"] = list(baselines)
+    command = _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, api_extras)
+    fig_dir = out / "figures"
+    results = {"format_version": io.FORMAT_VERSION,
+               "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "command": command, "argv": list(sys.argv),
+               "arguments": {"out": str(out), "tasks": tasks, "retrain": retrain, "seed": seed,
+                             "test_seeds": test_seeds, "tuning_seeds": tuning_seeds, "steps": steps,
+                             "baselines": list(baselines), "optimizers": optimizers,
+                             "train_overrides": train_overrides,
+                             "analysis_options": dataclasses.asdict(opts)},
+               "seed": seed, "seeds": {"streams": dict(seeds.STREAMS), "tuning": {}, "test": {}, "analysis": {}},
+               "versions": io.versions(), "rules": dict(RULES),
+               "notes": {"alpha_eff": "α_eff = −dU/dg at g = 0 (autodiff) for raw-gradient optimizers; for log_sign "
+                                      "features, whose update jumps at g = 0, the central difference "
+                                      "−(U(δ) − U(−δ))/(2δ) at δ = the median |g| met on the task.",
+                         "json": "non-finite numbers (NaN, ±inf) are written as null"},
+               "findings": [], "tasks": {}, "figures": {}, "wall_seconds": {"tasks": {}}}
+    png_paths: dict[str, dict[str, Path]] = {}
+    for i, task in enumerate(tasks):
+        family = families[task]
+        walls = {}
+        head = f"[{i + 1}/{len(tasks)}] {task}"
+        t0 = time.perf_counter()
+        _say(progress, f"{head}: optimizer")
+        params, cfg, info = _resolve_optimizer(task, out, retrain, seed, optimizers, train_overrides, progress)
+        walls["optimizer"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        _say(progress, f"{head}: benchmark (tuning {', '.join(baselines)}; {test_seeds} test seeds)")
+        bench = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
+                              optimizers=tuple(baselines), learned={"learned": lopt.learned_optimizer(params, cfg)},
+                              steps=steps, progress=progress)
+        walls["benchmark"] = time.perf_counter() - t0
+        if progress:
+            print(format_table(bench), file=sys.stderr, flush=True)
+
+        t0 = time.perf_counter()
+        numbers, arrays = analyze_task(params, cfg, family, seed=seed, options=opts,
+                                       progress=lambda m, h=head: _say(progress, f"{h}: analysis: {m}"))
+        walls["analysis"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        _say(progress, f"{head}: figures")
+        paths = {"performance": F.task_performance_figure(bench, fig_dir / f"{task}_1_performance")}
+        for j, (name, fn) in enumerate(FIGURE_FUNCTIONS.items(), start=2):
+            paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}")
+        walls["figures"] = time.perf_counter() - t0
+        png_paths[task] = {k: v[0] for k, v in paths.items()}
+        results["figures"][task] = {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()}
+
+        task_findings = findings(task, numbers)
+        for f in task_findings:
+            _say(progress, f"{head}: {f['statement']}")
+        results["findings"] += task_findings
+        results["seeds"]["tuning"][task] = bench["tuning_seeds"]
+        results["seeds"]["test"][task] = bench["test_seeds"]
+        results["seeds"]["analysis"][task] = numbers["trajectories"]["n_seeds"]
+        analysis_walls = numbers.pop("wall_seconds")
+        results["tasks"][task] = {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench),
+                                  **numbers, "analysis_wall_seconds": analysis_walls}
+        results["wall_seconds"]["tasks"][task] = walls
+        _say(progress, f"{head}: done in {sum(walls.values()):.1f} s "
+                       f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")
+
+    results["wall_seconds"]["total"] = time.perf_counter() - t_start
+    results = json_safe(results)
+    io.save_json(out / "results.json", results)
+    report = html.write_report(results, png_paths, out / "report.html")
+    _say(progress, f"wrote {out / 'results.json'} and {report} in {results['wall_seconds']['total']:.1f} s")
+    return out
