@@ -52,3 +52,16 @@ def test_adam_without_bias_correction_s_curve():
     np.testing.assert_allclose(curve.points, np.stack([g, g**2], 1), rtol=1e-5)
     # dU/dg at g = 0 = −α[(1−b1)/(√v'+ε)] (the √v' term has zero derivative at g = 0 since v' depends on g²)
     np.testing.assert_allclose(curve.alpha_eff, alpha * (1 - b1) / (np.sqrt(b2) * np.abs(g) + eps), rtol=1e-5)
+
+
+def test_relaxation_finds_the_driven_fixed_point_from_a_bad_start():
+    """Continuation from a wrong h*(0) with no Newton steps stays put; relaxation reaches s* = g*² anyway."""
+    alpha, rho = 0.01, 0.5
+    g = np.array([0.1, 0.3, 1.0], np.float32)
+    rm = reference.rmsprop(alpha, rho)
+    start = jnp.array([5.0, 0.0], jnp.float32)
+    plain = s_curve(rm, g, h0=start, newton_steps=0, adam_steps=0, tol=np.inf)
+    relaxed = s_curve(rm, g, h0=start, newton_steps=0, adam_steps=0, tol=np.inf, relax_steps=60)
+    assert np.all(plain.q > 1e-3) and plain.n_relaxed == 0
+    assert relaxed.n_relaxed == 3 and np.all(relaxed.q <= 1e-10)
+    np.testing.assert_allclose(relaxed.points[:, 0], g**2, rtol=1e-4)

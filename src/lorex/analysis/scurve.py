@@ -31,6 +31,20 @@ class SCurve(NamedTuple):
     zero_point: np.ndarray  # (H,) h*(0)
     zero_q: float
     zero_alpha_eff: float
+    n_relaxed: int = 0  # points taken from relaxation rather than continuation (see ``relax_steps``)
+
+
+@functools.lru_cache(maxsize=16)
+def _relaxer(step_fn, input_dim, input_index, steps: int, newton_steps: int):
+    def relax(h_start, gs):
+        xs = jax.vmap(lambda g: input_of(g, input_dim, input_index).astype(h_start.dtype))(gs)
+
+        def one(x):
+            return jax.lax.fori_loop(0, steps, lambda i, h: step_fn(h, x), h_start)
+
+        return newton_polish(step_fn, jax.vmap(one)(xs), xs, newton_steps)
+
+    return jax.jit(relax)
 
 
 @functools.lru_cache(maxsize=32)
@@ -48,11 +62,16 @@ def _walker(step_fn, input_dim, input_index, newton_steps):
 
 
 def s_curve(rmap, grads, h0=None, readout=None, *, n_components: int = 2, newton_steps: int = 20,
-            input_dim: int = 1, input_index: int = 0, fd_step: float | None = None, **fixed_point_options) -> SCurve:
+            input_dim: int = 1, input_index: int = 0, fd_step: float | None = None, relax_steps: int = 0,
+            **fixed_point_options) -> SCurve:
     """Fixed points and α_eff over a grid of constant gradients ``grads`` (G,) of both signs (0 may be included).
 
     h*(0) is found from ``h0`` (default: the map's initial state) with :func:`find_fixed_points`
     (``fixed_point_options`` are passed on); pass a known zero-gradient fixed point as ``h0`` to skip the search.
+    ``relax_steps > 0`` also relaxes h ← F(h, g*) that many times from h*(0) for every g*, polishes with Newton, and
+    keeps whichever of the two points has the lower q: continuation alone loses the curve at folds and where fixed
+    points sit near |λ| = 1 (seen on a trained linreg optimizer), while relaxation finds the stable point that a
+    constant gradient drives the state to.
     """
     step, ro = split_map(rmap, readout)
     h0 = initial_state(rmap, h0)
@@ -73,13 +92,20 @@ def s_curve(rmap, grads, h0=None, readout=None, *, n_components: int = 2, newton
         idx = idx[np.argsort(np.abs(g[idx]), kind="stable")]
         hs, qq = walk(hz, jnp.asarray(g[idx], dt))
         points[idx], qs[idx] = np.asarray(hs), np.asarray(qq)
+    n_relaxed = 0
+    if relax_steps > 0 and g.size:
+        h_r, q_r = _relaxer(step, input_dim, input_index, int(relax_steps), int(newton_steps))(hz, jnp.asarray(g, dt))
+        h_r, q_r = np.asarray(h_r), np.asarray(q_r)
+        use = np.isfinite(q_r) & (~np.isfinite(qs) | (q_r < qs))
+        points[use], qs[use] = h_r[use], q_r[use]
+        n_relaxed = int(use.sum())
     zero = g == 0
     points[zero], qs[zero] = np.asarray(hz), zq
     alpha = np.asarray(effective_lr((step, ro), jnp.asarray(points), input_dim=input_dim, input_index=input_index,
                                     fd_step=fd_step))
     a0 = float(effective_lr((step, ro), hz, input_dim=input_dim, input_index=input_index, fd_step=fd_step))
     p = pca(points, n_components)
-    return SCurve(g, points, qs, alpha, p.project(points), p, np.asarray(hz), zq, a0)
+    return SCurve(g, points, qs, alpha, p.project(points), p, np.asarray(hz), zq, a0, n_relaxed)
 
 
 class SCurveSummary(NamedTuple):

@@ -30,10 +30,9 @@ the jump: α_eff (and the input Jacobian B of the linearization) are then taken 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -337,9 +336,9 @@ def analyze_task(params, config: lopt.LOptConfig, family, *, seed: int = 0, opti
     t0 = time.perf_counter()
     geo_s = np.geomspace(gmax * 10.0 ** (1 - opts.grid_decades), 10 * gmax, opts.scurve_points)
     g_s = np.concatenate([-geo_s[::-1], [0.0], geo_s])
-    sc = _s_curve(rm, g_s, h_star, delta, opts)
-    n_relaxed = int(sc.n_relaxed)
-    sc = sc.curve
+    sc = A.s_curve(rm, g_s, h0=jnp.asarray(h_star), fd_step=delta, newton_steps=opts.fp_newton_steps, adam_steps=0,
+                   relax_steps=int(opts.relax_steps))
+    n_relaxed = sc.n_relaxed
     fit = (max(float(gstats["p10"] or 0.0), float(geo_s[0])), float(gmax))  # gradients met, within the grid
     summ = A.s_curve_summary(sc, fit_range=fit, tol=opts.fp_tol)
     ok = np.asarray(sc.q) <= opts.fp_tol
@@ -370,45 +369,6 @@ def analyze_task(params, config: lopt.LOptConfig, family, *, seed: int = 0, opti
 SCURVE_METHOD = ("per g*, the lower-q of Newton continuation from the neighbouring point (analysis.s_curve) and "
                  "relaxation ({n} iterations of h ← F(h, g*) from the convergence fixed point h*(0)) followed by the "
                  "same Newton polish")
-
-
-class _SCurveResult(NamedTuple):
-    curve: A.SCurve
-    n_relaxed: int
-
-
-@functools.lru_cache(maxsize=16)
-def _relaxer(step, steps: int, newton_steps: int):
-    def relax(h_start, gs):
-        xs = gs[:, None]
-
-        def one(x):
-            return jax.lax.fori_loop(0, steps, lambda i, h: step(h, x), h_start)
-
-        return A.newton_polish(step, jax.vmap(one)(xs), xs, newton_steps)
-
-    return jax.jit(relax)
-
-
-def _s_curve(rm, grads, h_star, delta, opts) -> _SCurveResult:
-    """The S-curve by continuation (:func:`lorex.analysis.s_curve`), with each point replaced by the relaxed one
-    when that has lower q.  Continuation alone loses the curve at folds and where the fixed points sit near |λ| = 1
-    (seen on the shipped linreg optimizer: q ≈ 1e-3 at most g*); the stable point a constant gradient drives the state
-    to is what relaxation finds."""
-    sc = A.s_curve(rm, grads, h0=jnp.asarray(h_star), fd_step=delta, newton_steps=opts.fp_newton_steps, adam_steps=0)
-    h_r, q_r = _relaxer(rm.step, int(opts.relax_steps), int(opts.fp_newton_steps))(
-        jnp.asarray(h_star), jnp.asarray(grads, jnp.asarray(h_star).dtype))
-    h_r, q_r = np.asarray(h_r), np.asarray(q_r)
-    q_c = np.asarray(sc.q)
-    use = np.isfinite(q_r) & (~np.isfinite(q_c) | (q_r < q_c))
-    if not use.any():
-        return _SCurveResult(sc, 0)
-    points = np.where(use[:, None], h_r, np.asarray(sc.points))
-    q = np.where(use, q_r, q_c)
-    alpha = np.asarray(A.effective_lr(rm, jnp.asarray(points), fd_step=delta))
-    p = A.pca(points, sc.projection.shape[1])
-    return _SCurveResult(sc._replace(points=points, q=q, alpha_eff=alpha, projection=p.project(points), pca=p),
-                         int(use.sum()))
 
 
 def _alpha_range(sc, fit, ok):
