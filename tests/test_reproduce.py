@@ -12,11 +12,11 @@ from lorex.errors import LorexError
 from lorex.report import analyze
 from lorex.report.reproduce import reproduce
 
-FIGURES = ("1_performance", "2_momentum", "3_clipping", "4_schedule", "5_adaptation")
+FIGURES = ("1_performance", "2_momentum", "3_clipping", "4_schedule", "5_adaptation", "6_distill")
 TOP_KEYS = {"format_version", "generated_utc", "command", "argv", "arguments", "seed", "seeds", "versions", "rules",
             "notes", "findings", "tasks", "figures", "wall_seconds"}
 TASK_KEYS = {"optimizer", "benchmark", "performance", "trajectories", "fixed_point", "momentum", "clipping",
-             "schedule", "adaptation", "analysis_wall_seconds"}
+             "schedule", "adaptation", "analysis_wall_seconds", "distill"}
 SECTION_KEYS = {
     "performance": {"final_loss", "mean_log_loss", "diverged", "tuned_hyperparameters", "tuning_warnings",
                     "learned_vs_best"},
@@ -80,7 +80,9 @@ def test_reproduce_tiny_writes_everything(tmp_path):
     assert t["trajectories"]["n_seeds"] == 2 and t["fixed_point"]["n_seeds"] == 16
     assert res["seed"] == 0 and res["seeds"]["tuning"] == {"linreg": 4} and res["seeds"]["test"] == {"linreg": 8}
     assert res["versions"]["jax"] and res["arguments"]["test_seeds"] == 8 and "reproduce" in res["command"]
-    assert set(res["wall_seconds"]["tasks"]["linreg"]) == {"optimizer", "benchmark", "analysis", "figures"}
+    assert set(res["wall_seconds"]["tasks"]["linreg"]) == {"optimizer", "benchmark", "analysis", "figures", "distill"}
+    assert {"surrogate", "explained_fraction", "ablations", "references"} <= set(t["distill"])
+    assert {"value", "se"} <= set(t["distill"]["explained_fraction"])
     mech = [(f["task"], f["mechanism"]) for f in res["findings"]]
     assert mech == [("linreg", m) for m in analyze.MECHANISMS]
     for f in res["findings"]:

@@ -133,6 +133,10 @@ def cmd_benchmark(args) -> int:
 def cmd_train(args) -> int:
     from lorex import meta
 
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # coordinator, process count and id from the cluster environment
     if args.resume:
         run_dir = meta.resume(args.resume, progress=True)
     else:
@@ -184,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(tr, _positive_int, _positive_float)
     tr.add_argument("--out", type=Path, help="run folder")
     tr.add_argument("--resume", type=Path, help="continue the run in this folder")
+    tr.add_argument("--distributed", action="store_true",
+                    help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
     tr.set_defaults(func=cmd_train)
 
     r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")

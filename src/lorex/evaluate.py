@@ -100,7 +100,8 @@ def summarize(losses) -> dict:
             return float("inf"), float("inf")
         return float(np.mean(x)), float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
-    se_curve = np.std(curves, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(curves.shape[1])
+    with np.errstate(invalid="ignore"):  # inf - inf in the spread of diverged runs: reported as inf below
+        se_curve = np.std(curves, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(curves.shape[1])
     final_mean, final_se = m_se(curves[:, -1])
     mll_mean, mll_se = m_se(mll)
     return {

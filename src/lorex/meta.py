@@ -185,10 +185,17 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
     jitted = jax.jit(meta_step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
 
     def step(params, opt_state, keys):
-        return jitted(params, opt_state, jax.device_put(keys, split))
+        return jitted(params, opt_state, shard_batch(keys, split))
 
-    step.lower = lambda p, s, k: jitted.lower(p, s, jax.device_put(k, split))
+    step.lower = lambda p, s, k: jitted.lower(p, s, shard_batch(k, split))
     return step
+
+
+def shard_batch(keys, sharding: NamedSharding) -> jax.Array:
+    """A global array of problem keys split over ``sharding``; every process computes the same keys and places only
+    its own devices' rows, so the same code runs on one device, several, or several hosts (``jax.distributed``)."""
+    host = np.asarray(keys)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def make_validation(cfg: MetaConfig, family):
@@ -273,11 +280,12 @@ def load_checkpoint(run_dir: Path, cfg: MetaConfig) -> TrainState:
 def train(cfg: MetaConfig, out: str | Path, *, progress: bool = True, stop_after: int | None = None) -> Path:
     """Meta-train from scratch into the run folder ``out``; returns it. ``stop_after`` ends early (for tests)."""
     out = Path(out)
-    if (out / RUN_FILE).exists():
-        raise LorexError("out", f"{out} already holds a run", ["a new folder", f"--resume {out}"])
     cfg.family()  # validate the task before writing anything
-    io.save_json(out / RUN_FILE, {"format_version": io.FORMAT_VERSION, "config": cfg.to_json(),
-                                  "versions": io.versions()})
+    if jax.process_index() == 0:
+        if (out / RUN_FILE).exists():
+            raise LorexError("out", f"{out} already holds a run", ["a new folder", f"--resume {out}"])
+        io.save_json(out / RUN_FILE, {"format_version": io.FORMAT_VERSION, "config": cfg.to_json(),
+                                      "versions": io.versions()})
     return _loop(cfg, out, init_state(cfg), progress, stop_after)
 
 
@@ -298,7 +306,8 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
     meta_step = make_meta_step(cfg, family)
     validate = make_validation(cfg, family)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task}", disable=not progress,
+    main = jax.process_index() == 0  # with several hosts, one writes files and shows progress
+    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task}", disable=not (progress and main),
                dynamic_ncols=True)
     t_start = time.perf_counter() - st.wall_seconds
     val = st.best_val
@@ -315,11 +324,11 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
         bar.update()
         bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{val:.3f}", best=f"{st.best_val:.3f}",
                         skipped=st.skipped())
-        if st.step % cfg.checkpoint_every == 0 or st.step == end:
+        if main and (st.step % cfg.checkpoint_every == 0 or st.step == end):
             st.wall_seconds = time.perf_counter() - t_start
             save_checkpoint(out, cfg, st)
     bar.close()
-    if st.step >= cfg.steps:
+    if main and st.step >= cfg.steps:
         finalize(cfg, out, st)
     return out
 

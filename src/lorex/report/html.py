@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from lorex import io
+from lorex.distill import distill_html
 
 FIGURES = (("performance", "1 Performance"), ("momentum", "2 Momentum"), ("clipping", "3 Clipping"),
            ("schedule", "4 Schedules"), ("adaptation", "5 Adaptation"))
@@ -157,10 +158,10 @@ def write_report(results: dict, figures: dict, path) -> Path:
         ("tuning seeds per task", _e(json.dumps(s["tuning"]))), ("test seeds per task", _e(json.dumps(s["test"]))),
         ("analysis seeds per task (trajectories)", _e(json.dumps(s["analysis"])))]))
     parts.append(_table(("package", "version"), [(_e(k), _e(v)) for k, v in r["versions"].items()]))
-    walls = [(_e(t), *(_num(w.get(k), ".1f") for k in ("optimizer", "benchmark", "analysis", "figures")))
+    walls = [(_e(t), *(_num(w.get(k), ".1f") for k in ("optimizer", "benchmark", "analysis", "figures", "distill")))
              for t, w in r["wall_seconds"]["tasks"].items()]
-    parts.append(_table(("task", "optimizer (s)", "benchmark (s)", "analysis (s)", "figures (s)"), walls,
-                        num_cols=(1, 2, 3, 4)))
+    parts.append(_table(("task", "optimizer (s)", "benchmark (s)", "analysis (s)", "figures (s)", "distill (s)"),
+                        walls, num_cols=(1, 2, 3, 4, 5)))
 
     parts.append("<h2>Findings</h2>")
     rows = []
@@ -194,6 +195,10 @@ def write_report(results: dict, figures: dict, path) -> Path:
             parts.append(f"<h3>Figure {_e(title)} — {_e(task)}</h3><figure>{_img(png, f'{task} {name}')}"
                          f"<figcaption>{_e(CAPTIONS[name])}</figcaption></figure>")
             parts.append(_numbers_for(name, t))
+        if "distill" in t and "distill" in figures[task]:
+            parts.append(f"<h3>Beyond the paper: distillation into known mechanisms — {_e(task)}</h3><figure>"
+                         f"{_img(figures[task]['distill'], f'{task} distill')}</figure>")
+            parts.append(distill_html(t["distill"]))
         tr = t["trajectories"]
         parts.append(f"<p class='small'>Analyses on {_e(tr['n_seeds'])} analysis seeds × {_e(tr['steps'])} steps "
                      f"({_e(tr['n_coordinates'])} coordinates each); α_eff: {_e(tr['alpha_eff_method'])}.</p>")

@@ -25,6 +25,7 @@ from lorex.benchmark import format_table, run_benchmark
 from lorex.errors import LorexError
 from lorex.report import figures as F
 from lorex.report import html
+from lorex.distill import distill, distill_figure
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
 
 DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons")
@@ -209,6 +210,13 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         for j, (name, fn) in enumerate(FIGURE_FUNCTIONS.items(), start=2):
             paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}")
         walls["figures"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        _say(progress, f"{head}: distillation (mechanistic surrogate, ablations, reference optimizers)")
+        distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=(numbers, arrays),
+                            progress=progress, steps=steps)
+        paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
+        walls["distill"] = time.perf_counter() - t0
         png_paths[task] = {k: v[0] for k, v in paths.items()}
         results["figures"][task] = {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()}
 
@@ -221,7 +229,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         results["seeds"]["analysis"][task] = numbers["trajectories"]["n_seeds"]
         analysis_walls = numbers.pop("wall_seconds")
         results["tasks"][task] = {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench),
-                                  **numbers, "analysis_wall_seconds": analysis_walls}
+                                  **numbers, "analysis_wall_seconds": analysis_walls, "distill": distilled}
         results["wall_seconds"]["tasks"][task] = walls
         _say(progress, f"{head}: done in {sum(walls.values()):.1f} s "
                        f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")

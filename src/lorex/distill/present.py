@@ -1,0 +1,236 @@
+"""The distillation as a text table, a figure (PNG + PDF), an HTML fragment, and the ``lorex distill`` command."""
+
+from __future__ import annotations
+
+import html
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REF_COLORS = {"learned": "tab:red", "momentum": "tab:blue", "rmsprop": "tab:green", "adam": "tab:orange"}
+
+
+def _n(x, spec=".3g"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def _beta(m) -> str:
+    return f"{m['beta_re']:.3f}" + (f"{m['beta_im']:+.3f}i" if m["beta_im"] else "")
+
+
+def format_table(result: dict) -> str:
+    """Explained fraction, mean log losses and the ablation table as plain text."""
+    ef, perf = result["explained_fraction"], result["performance"]
+    lines = [f"distill {result['optimizer']['source']} on {result['task']}: {result['test_seeds']} test seeds, "
+             f"{result['steps']} steps",
+             f"{'model':<34} {'mean log loss':>16} {'Δ (paired)':>18} diverged"]
+    for name, r in perf["rows"].items():
+        d = "" if r.get("delta") is None else f"{r['delta']:+.3f} ± {_n(r['delta_se'], '.3f')}"
+        lines.append(f"{name:<34} {_n(r['mean_log_loss'], '8.3f')} ± {_n(r['se'], '.3f')} {d:>18} {r['diverged']}")
+    lines.append(f"explained fraction (best baseline {perf['best_baseline']}): {_n(ef['value'], '.3f')} ± "
+                 f"{_n(ef['se'], '.3f')}  95% CI {ef['ci95'] and [round(v, 3) for v in ef['ci95']]}  [{ef['method']}]")
+    lines.append("ablations (Δ vs the full surrogate / vs the learned optimizer; + = worse):")
+    for a in result["ablations"]:
+        d = "n/a" if a.get("delta") is None else f"{a['delta']:+.3f} ± {_n(a['delta_se'], '.3f')}"
+        extra = f"  EF {_n(a.get('explained_fraction'), '.2f')}" if a["model"] == "surrogate" else ""
+        lines.append(f"  {a['name']:<34} {_n(a['mean_log_loss'], '8.3f')}  Δ {d:<18} div {a['diverged']}{extra}")
+    p = result["surrogate"]
+    mom = ", ".join(f"β={_beta(m)} c={m['weight_re']:.3g}" for m in p["momentum"]["modes"])
+    lines.append(f"surrogate: momentum [{mom}] (α_eff {p['momentum']['alpha_eff']:.4g}); clipping "
+                 f"{p['clipping']['kind']} s={_n(p['clipping']['threshold'])} (fit error {_n(p['clipping']['error'])});"
+                 f" schedule σ(0)={p['schedule']['initial']:.3g} peak {p['schedule']['peak']:.3g}@"
+                 f"{p['schedule']['peak_step']} final {p['schedule']['final']:.3g}; adaptation "
+                 f"a∈[{_n(p['adaptation'].get('ratio_min'))}, {_n(p['adaptation'].get('ratio_max'))}] "
+                 f"ρ={p['adaptation']['rate']['rho']:.4g}")
+    for name, r in result["references"].items():
+        s = r["surrogate"]
+        lines.append(f"reference {name:<9} β={_n(r['momentum']['implied_beta'], '.3f')} S-curve slope "
+                     f"{_n(r['adaptation']['slope_mean'], '.2f')} schedule final/peak "
+                     f"{_n(r['schedule']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
+                     f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
+    lines += [f"finding: {f}" for f in result["findings"]]
+    return "\n".join(lines)
+
+
+def distill_figure(result: dict, stem) -> list[Path]:
+    """Loss curves (learned, surrogate, best baseline), ablation bars, and the four mechanisms of the learned
+    optimizer beside Momentum, RMSProp and Adam through the same lens; PNG and PDF."""
+    from lorex.report.figures import plt, save
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.4))
+    ax = axes[0, 0]
+    perf = result["performance"]
+    for name, r in perf["rows"].items():
+        c = np.asarray(r["curve_mean"], np.float64)
+        color = {"learned": "tab:red", "surrogate": "k"}.get(name, "tab:gray")
+        ax.plot(np.arange(len(c)), c, color=color, lw=2 if name != perf["best_baseline"] else 1.4,
+                ls="--" if name == "surrogate" else "-", label=f"{name} ({_n(r['mean_log_loss'], '.2f')})")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("mean loss")
+    ef = result["explained_fraction"]
+    ax.set_title(f"{result['task']}: explained fraction {_n(ef['value'], '.2f')} ± {_n(ef['se'], '.2f')}")
+    ax.legend(frameon=False, fontsize=7, title="mean log loss", title_fontsize=7)
+
+    ax = axes[0, 1]
+    ab = result["ablations"]
+    y = np.arange(len(ab))
+    d = np.array([a["delta"] if a.get("delta") is not None else np.nan for a in ab], np.float64)
+    e = np.array([a["delta_se"] if a.get("delta_se") is not None else 0.0 for a in ab], np.float64)
+    colors = ["k" if a["model"] == "surrogate" else "tab:red" for a in ab]
+    ax.barh(y, np.nan_to_num(d), xerr=e, color=colors, alpha=0.7)
+    for i, a in enumerate(ab):
+        if not np.isfinite(d[i]):
+            ax.text(0, i, f" diverged ({a['diverged']})", va="center", fontsize=7)
+    ax.set_yticks(y, [a["name"] for a in ab], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("Δ mean log loss when removed (+ = worse)")
+    ax.set_title("ablations (black: surrogate, red: learned)")
+
+    lenses = {"learned": result["learned_lens"]["arrays"]}
+    lenses.update({k: v["arrays"] for k, v in result["references"].items()})
+    ax = axes[0, 2]
+    for name, a in lenses.items():
+        b, w = np.asarray(a["betas_abs"]), np.asarray(a["weights_share"])
+        ax.plot(b, w, "o", ms=7, color=REF_COLORS.get(name, "k"), label=name, alpha=0.8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("|β_i| of the kept modes")
+    ax.set_ylabel("share of α_eff (c_i/Σc)")
+    ax.set_title("momentum")
+    ax.legend(frameon=False, fontsize=7)
+
+    ax = axes[1, 0]
+    for name, a in lenses.items():
+        g, u = np.asarray(a["clip_grads"]), np.asarray(a["clip_norm"], np.float64)
+        ax.plot(g, u, color=REF_COLORS.get(name, "k"), lw=2 if name == "learned" else 1.2, label=name)
+    g = np.asarray(lenses["learned"]["clip_grads"])
+    nz = np.abs(g[g != 0])
+    if nz.size:
+        lo, hi = float(nz.min()), float(nz.max())
+        ax.set_xscale("symlog", linthresh=lo, linscale=0.3)
+        ks = np.arange(int(np.floor(np.log10(hi))), int(np.ceil(np.log10(lo))) - 1, -1)
+        ks = ks[:: max(1, int(np.ceil(len(ks) / 3)))][::-1]  # at most 3 labelled decades per side
+        ax.set_xticks([-(10.0**k) for k in ks[::-1]] + [0.0] + [10.0**k for k in ks],
+                      [f"−1e{k}" for k in ks[::-1]] + ["0"] + [f"1e{k}" for k in ks], fontsize=7)
+        ax.minorticks_off()
+    s = result["surrogate"]["clipping"]
+    ax.set_title(f"clipping: −(U(h0,g) − U(h0,0)) / max; learned fit {s['kind']} (err {_n(s['error'], '.2f')})",
+                 fontsize=9)
+    ax.set_xlabel("gradient g (symlog)")
+    ax.legend(frameon=False, fontsize=7)
+
+    ax = axes[1, 1]
+    for name, a in lenses.items():
+        sc = np.asarray(a["schedule"], np.float64)
+        ax.plot(np.arange(len(sc)), sc / (np.max(np.abs(sc)) or 1.0), color=REF_COLORS.get(name, "k"), label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("σ(t) / max σ")
+    ax.set_title("schedule: autonomous α_eff, normalised")
+    ax.legend(frameon=False, fontsize=7)
+
+    ax = axes[1, 2]
+    for name, a in lenses.items():
+        gg, rr = np.asarray(a["adapt_grid"]), np.asarray(a["adapt_ratio"])
+        if gg.size > 1:
+            m = rr > 0
+            ax.plot(gg[m], rr[m], color=REF_COLORS.get(name, "k"), label=name)
+    fr = lenses["learned"]["fit_range"]
+    ax.axvspan(fr[0], fr[1], color="tab:gray", alpha=0.12, label="|g| met (learned)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("|g*|")
+    ax.set_ylabel("α_eff(h*(g*)) / α_eff(h*(0))")
+    ax.set_title("adaptation (S-curve)")
+    ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{result['task']}: distillation of the learned optimizer", y=1.0)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _table(header, rows) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows]
+    return "\n".join(out + ["</table>"])
+
+
+def distill_html(result: dict) -> str:
+    """An HTML fragment (no script, no external address): findings, explained fraction, ablations, surrogate
+    parameters and the reference optimizers through the same lens."""
+    ef, perf = result["explained_fraction"], result["performance"]
+    parts = [f"<h3>Distillation — {_e(result['task'])}</h3>",
+             "<ul>" + "".join(f"<li>{_e(f)}</li>" for f in result["findings"]) + "</ul>"]
+    rows = [(_e(n), f"{_n(r['mean_log_loss'], '.3f')} ± {_n(r['se'], '.3f')}",
+             "" if r.get("delta") is None else f"{r['delta']:+.3f} ± {_n(r['delta_se'], '.3f')}", _e(r["diverged"]))
+            for n, r in perf["rows"].items()]
+    parts.append(_table(("model", "mean log loss (mean ± s.e.)", "Δ vs learned (paired)", "diverged"), rows))
+    parts.append(f"<p>Explained fraction (B − S)/(B − L), B = {_e(perf['best_baseline'])}: "
+                 f"<b>{_n(ef['value'], '.3f')} ± {_n(ef['se'], '.3f')}</b> (95 % interval "
+                 f"{_e(ef['ci95'] and [round(v, 3) for v in ef['ci95']])}; {_e(ef['method'])}).</p>")
+    rows = [(_e(a["name"]), _e(a["removed"]), _e(a["description"]), f"{_n(a['mean_log_loss'], '.3f')}",
+             "n/a" if a.get("delta") is None else f"{a['delta']:+.3f} ± {_n(a['delta_se'], '.3f')}",
+             _e(a["diverged"]), _n(a.get("explained_fraction"), ".2f") if a["model"] == "surrogate" else "")
+            for a in result["ablations"]]
+    parts.append(_table(("ablation", "removes", "how", "mean log loss", "Δ (+ = worse)", "diverged",
+                         "explained fraction"), rows))
+    p = result["surrogate"]
+    rows = [(_e("momentum mode"), _e(m["kind"]), _e(f"β = {m['beta_re']:.4f}{m['beta_im']:+.4f}i, c = "
+                                                    f"{m['weight_re']:.4g}{m['weight_im']:+.4g}i, τ = "
+                                                    f"{m['timescale']:.3g} steps"))
+            for m in p["momentum"]["modes"]]
+    c = p["clipping"]
+    lin = _n(c["fits"]["linear"]["error"]) if "fits" in c else "n/a"
+    rows.append(("clipping", _e(c["kind"]),
+                 _e(f"s = {_n(c['threshold'])}, relative RMS fit error {_n(c['error'])} (straight line {lin})")))
+    s = p["schedule"]
+    rows.append(("schedule", _e(s.get("normalised_by", s.get("note", ""))),
+                 _e(f"σ(0) = {s['initial']:.3g}, peak {s['peak']:.3g} at step {s['peak_step']}, "
+                    f"σ(T) = {s['final']:.3g}")))
+    a = p["adaptation"]
+    rows.append(("adaptation", _e("from the S-curve" if a.get("derived") else a.get("note", "")),
+                 _e(f"a ∈ [{_n(a.get('ratio_min'))}, {_n(a.get('ratio_max'))}], ρ = {a['rate']['rho']:.4g}")))
+    parts.append(_table(("part", "kind", "value"), rows))
+    rows = []
+    for name, r in result["references"].items():
+        rows.append((_e(name), _e(", ".join(f"{k} = {v:.4g}" for k, v in r["hyperparameters"].items())),
+                     _n(r["momentum"]["implied_beta"], ".3f"), _n(r["clipping"]["g90_pos"]),
+                     _n(r["schedule"]["final_over_peak"], ".3f"), _n(r["adaptation"]["slope_mean"], ".2f"),
+                     f"{_n(r['surrogate']['mean_log_loss'], '.3f')} vs "
+                     f"{_n(r['surrogate']['own_mean_log_loss'], '.3f')}"))
+    if rows:
+        parts.append("<p>Reference optimizers (tuned) through the same lens:</p>")
+        parts.append(_table(("optimizer", "hyperparameters", "dominant β", "g90 at h0 (g > 0)",
+                             "schedule final/peak", "S-curve slope", "own surrogate vs itself (mean log loss)"), rows))
+    return "\n".join(parts)
+
+
+def distill_command(args) -> int:
+    """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
+    from lorex import io, lopt
+    from lorex import tasks as tasks_mod
+    from lorex.cli import _overrides
+    from lorex.distill.core import distill
+    from lorex.errors import LorexError
+
+    params, config, meta = lopt.load_params(args.optimizer)
+    task = args.task or meta.get("task")
+    if not task:
+        raise LorexError("--task", "not given and the optimizer's metadata names none", tasks_mod.names())
+    family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
+    result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
+                     tuning_seeds=args.tuning_seeds, progress=True)
+    result["optimizer"]["source"] = str(args.optimizer)
+    print(format_table(result))
+    print(f"wall time {result['wall_seconds']['total']:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        io.save_json(out / "distill.json", result)
+        paths = distill_figure(result, out / f"distill_{result['task']}")
+        for p in [out / "distill.json", *paths]:
+            print(f"wrote {p}", file=sys.stderr)
+    return 0
