@@ -14,6 +14,8 @@ Run by hand (not in CI):  python benchmarks/bench_meta_step.py [--tasks ...] [--
 from __future__ import annotations
 
 import argparse
+import ast
+import itertools
 import statistics
 import time
 
@@ -91,6 +93,9 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--peak-n", type=int, default=2048)
+    ap.add_argument("--unroll", nargs="+", type=int, default=[None], help="horizons T (default: the task's)")
+    ap.add_argument("--set", nargs="+", default=[""], metavar="FIELD=VALUE",
+                    help="task overrides to sweep, one run each (e.g. n=5,m=10 n=50,m=100)")
     ap.add_argument("--md", help="append a markdown table to this file")
     args = ap.parse_args()
     peak = matmul_peak(args.peak_n)
@@ -100,16 +105,17 @@ def main():
     print(head)
     rows = ["| task | H | remat | batch×T×params | s/meta-step | coord-steps/s | GRU GFLOP/s | utilization | "
             "memory MiB | compile s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for task in args.tasks:
-        for h in args.hidden:
-            for r in args.remat:
-                res = bench(task, h, r == "on", args.batch, args.repeat)
-                line = (f"| {task} | {h} | {r} | {res['batch']}×{res['T']}×{res['params']} | {res['seconds']:.4f} | "
-                        f"{res['coord_steps_per_s']:.3g} | {res['gru_flops_per_s'] / 1e9:.1f} | "
-                        f"{res['gru_flops_per_s'] / peak:.2f} | {res['memory_bytes'] / 2**20:.0f} | "
-                        f"{res['compile_seconds']:.1f} |")
-                print(line, flush=True)
-                rows.append(line)
+    for task, h, r, unroll, override in itertools.product(args.tasks, args.hidden, args.remat, args.unroll, args.set):
+        pairs = [item.partition("=") for item in override.split(",") if item]
+        overrides = tuple((k, ast.literal_eval(v)) for k, _, v in pairs)
+        res = bench(task, h, r == "on", args.batch, args.repeat, unroll, overrides)
+        name = f"{task} {override}".strip()
+        line = (f"| {name} | {h} | {r} | {res['batch']}×{res['T']}×{res['params']} | {res['seconds']:.4f} | "
+                f"{res['coord_steps_per_s']:.3g} | {res['gru_flops_per_s'] / 1e9:.1f} | "
+                f"{res['gru_flops_per_s'] / peak:.2f} | {res['memory_bytes'] / 2**20:.0f} | "
+                f"{res['compile_seconds']:.1f} |")
+        print(line, flush=True)
+        rows.append(line)
     if args.md:
         with open(args.md, "a") as f:
             f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")

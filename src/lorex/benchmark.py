@@ -58,14 +58,14 @@ def compare(rows: dict) -> dict:
         res = {}
         for metric in ("mean_log_loss", "final_loss"):
             best = min(base, key=lambda k: base[k][metric]["mean"])
-            b, l = base[best][metric], row[metric]
-            se = float(np.hypot(b["se"], l["se"]))
-            diff = b["mean"] - l["mean"]
-            res[metric] = {"best_baseline": best, "baseline": b["mean"], "learned": l["mean"],
+            b, lrn = base[best][metric], row[metric]
+            se = float(np.hypot(b["se"], lrn["se"]))
+            diff = b["mean"] - lrn["mean"]
+            res[metric] = {"best_baseline": best, "baseline": b["mean"], "learned": lrn["mean"],
                            "margin_in_se": diff / se if se > 0 and np.isfinite(se) else None,
                            "beats_by_2se": bool(np.isfinite(se) and diff > 2 * se)}
             if metric == "final_loss" and b["mean"] > 0:
-                res[metric]["ratio_learned_over_best"] = l["mean"] / b["mean"]
+                res[metric]["ratio_learned_over_best"] = lrn["mean"] / b["mean"]
         out[name] = res
     return out
 

@@ -1,9 +1,9 @@
 """Random linear regression with a known spectrum: min_x ½‖Ax − b‖²/m.
 
 A = √m · U diag(√λ) Qᵀ with U (m×n) orthonormal columns and Q (n×n) orthogonal, so the Hessian AᵀA/m = Q diag(λ) Qᵀ
-has eigenvalues λ exactly, log-uniform in [λmin, λmax] (with ``pin_extremes`` the two extremes are set exactly). The loss is the excess
-loss f(x) − f(x*) = ½ Σᵢ λᵢ ((Qᵀ(x − x*))ᵢ)², computed in the eigenbasis: never as a difference of two float32 losses,
-which cancels to noise exactly where optimizers are compared.
+has eigenvalues λ exactly, log-uniform in [λmin, λmax] (with ``pin_extremes`` the two extremes are set exactly).
+The loss is the excess loss f(x) − f(x*) = ½ Σᵢ λᵢ ((Qᵀ(x − x*))ᵢ)², computed in the eigenbasis: never as a
+difference of two float32 losses, which cancels to noise exactly where optimizers are compared.
 """
 
 from __future__ import annotations
