@@ -4,9 +4,9 @@ import html
 import json
 import re
 
-import jax
 import pytest
 
+from helpers import tiny_optimizer
 from lorex import lopt
 from lorex.errors import LorexError
 from lorex.report import analyze
@@ -44,16 +44,6 @@ POLYAK_KEYS = {"alpha_star", "beta_star", "beta_minus_beta_star", "alpha_over_al
 TINY = dict(trajectories=2, fp_seeds=16, fp_adam_steps=50, fp_newton_steps=10, clip_points=21, scurve_points=7,
             update_offsets=3, update_curves=3, relax_steps=50,
             density_bins=20)
-
-
-def tiny_optimizer(directory, hidden=8, seed=0):
-    cfg = lopt.LOptConfig(hidden=hidden)
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    params = lopt.init_params(k1, cfg)
-    params["readout"]["w"] = jax.random.normal(k2, (hidden,)) / hidden**0.5
-    params["h0"] = 0.1 * jax.random.normal(k3, (hidden,))
-    lopt.save_optimizer(directory, params, cfg, {"task": "linreg"})
-    return directory
 
 
 def test_reproduce_tiny_writes_everything(tmp_path):

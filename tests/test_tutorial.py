@@ -7,23 +7,12 @@ fast and does not depend on shipped files. This checks the tutorial against the 
 import re
 from pathlib import Path
 
-import jax
 import pytest
 
-from lorex import lopt
+from helpers import tiny_optimizer
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
 LOAD = 'lopt.load_params("linreg")'
-
-
-def tiny_optimizer(directory: Path, hidden: int = 8, seed: int = 0) -> Path:
-    cfg = lopt.LOptConfig(hidden=hidden)
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    params = lopt.init_params(k1, cfg)
-    params["readout"]["w"] = jax.random.normal(k2, (hidden,)) / hidden**0.5
-    params["h0"] = 0.1 * jax.random.normal(k3, (hidden,))
-    lopt.save_optimizer(directory, params, cfg, {"task": "linreg"})
-    return directory
 
 
 def python_blocks(text: str) -> list[str]:
