@@ -43,14 +43,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         raise
 
 
-def _leaf_names(tree) -> list[str]:
+def leaf_names(tree) -> list[str]:
+    """The key path of every leaf (e.g. ``['cell']['w_x']``): the array names in our ``.npz`` files."""
     paths, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [jax.tree_util.keystr(p) or "root" for p, _ in paths]
 
 
 def save_tree(path: str | os.PathLike, tree) -> None:
     """Save the leaves of a pytree to ``.npz``, each under its key path (e.g. ``['cell']['w_x']``)."""
-    names = _leaf_names(tree)
+    names = leaf_names(tree)
     leaves = jax.tree_util.tree_leaves(tree)
     with atomic_write(path) as f:
         np.savez(f, **{n: np.asarray(x) for n, x in zip(names, leaves)})
@@ -64,7 +65,7 @@ def load_tree(path: str | os.PathLike, template):
     path = Path(path)
     if not path.exists():
         raise LorexError(str(path), "file not found")
-    names = _leaf_names(template)
+    names = leaf_names(template)
     leaves, treedef = jax.tree_util.tree_flatten(template)
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -239,7 +239,7 @@ def save_checkpoint(run_dir: Path, cfg: MetaConfig, st: TrainState) -> None:
     tree = {"params": st.params, "opt_state": st.opt_state, "best_params": st.best_params}
     scalars = {"step": st.step, "best_val": st.best_val, "best_step": st.best_step,
                "wall_seconds": st.wall_seconds}
-    arrays = {f"state{n}": np.asarray(x) for n, x in zip(io._leaf_names(tree), jax.tree_util.tree_leaves(tree))}
+    arrays = {f"state{n}": np.asarray(x) for n, x in zip(io.leaf_names(tree), jax.tree_util.tree_leaves(tree))}
     arrays.update({f"scalar_{k}": np.asarray(v) for k, v in scalars.items()})
     arrays["loss_history"] = np.asarray(st.loss_history, np.float64)
     arrays["val_history"] = np.asarray(st.val_history, np.float64).reshape(-1, 2)
@@ -252,7 +252,7 @@ def load_checkpoint(run_dir: Path, cfg: MetaConfig) -> TrainState:
     path = run_dir / CHECKPOINT_FILE
     template = init_state(cfg)
     tree = {"params": template.params, "opt_state": template.opt_state, "best_params": template.best_params}
-    names = [f"state{n}" for n in io._leaf_names(tree)]
+    names = [f"state{n}" for n in io.leaf_names(tree)]
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     try:
         with np.load(path, allow_pickle=False) as data:

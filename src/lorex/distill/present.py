@@ -56,7 +56,7 @@ def format_table(result: dict) -> str:
 def distill_figure(result: dict, stem) -> list[Path]:
     """Loss curves (learned, surrogate, best baseline), ablation bars, and the four mechanisms of the learned
     optimizer beside Momentum, RMSProp and Adam through the same lens; PNG and PDF."""
-    from lorex.report.figures import plt, save
+    from lorex.report.figures import plt, save, symlog_axis
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.4))
     ax = axes[0, 0]
@@ -108,13 +108,7 @@ def distill_figure(result: dict, stem) -> list[Path]:
     g = np.asarray(lenses["learned"]["clip_grads"])
     nz = np.abs(g[g != 0])
     if nz.size:
-        lo, hi = float(nz.min()), float(nz.max())
-        ax.set_xscale("symlog", linthresh=lo, linscale=0.3)
-        ks = np.arange(int(np.floor(np.log10(hi))), int(np.ceil(np.log10(lo))) - 1, -1)
-        ks = ks[:: max(1, int(np.ceil(len(ks) / 3)))][::-1]  # at most 3 labelled decades per side
-        ax.set_xticks([-(10.0**k) for k in ks[::-1]] + [0.0] + [10.0**k for k in ks],
-                      [f"−1e{k}" for k in ks[::-1]] + ["0"] + [f"1e{k}" for k in ks], fontsize=7)
-        ax.minorticks_off()
+        symlog_axis(ax, float(nz.min()), float(nz.max()), decades=3)
     s = result["surrogate"]["clipping"]
     ax.set_title(f"clipping: −(U(h0,g) − U(h0,0)) / max; learned fit {s['kind']} (err {_n(s['error'], '.2f')})",
                  fontsize=9)

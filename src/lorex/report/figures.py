@@ -160,11 +160,11 @@ def momentum_figure(numbers: dict, arr: dict, stem) -> list[Path]:
     return save(fig, stem)
 
 
-def _symlog_axis(ax, lo: float, hi: float) -> None:
-    """Symmetric log x axis from −hi to hi, linear inside ±lo, with at most ~4 labelled decades per side."""
+def symlog_axis(ax, lo: float, hi: float, decades: int = 4) -> None:
+    """Symmetric log x axis from −hi to hi, linear inside ±lo, with at most ``decades`` labelled decades per side."""
     ax.set_xscale("symlog", linthresh=lo, linscale=0.3)
     k_lo, k_hi = int(np.ceil(np.log10(lo))), int(np.floor(np.log10(hi)))
-    step = max(1, int(np.ceil((k_hi - k_lo + 1) / 4)))
+    step = max(1, int(np.ceil((k_hi - k_lo + 1) / decades)))
     ks = list(range(k_hi, k_lo - 1, -step))[::-1]
     ticks = [-(10.0**k) for k in ks[::-1]] + [0.0] + [10.0**k for k in ks]
     ax.set_xticks(ticks, [f"−1e{k}" for k in ks[::-1]] + ["0"] + [f"1e{k}" for k in ks], fontsize=7)
@@ -177,7 +177,7 @@ def clipping_figure(numbers: dict, arr: dict, stem) -> list[Path]:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.7))
     g, U = np.asarray(arr["clip_grads"]), np.asarray(arr["clip_updates"])
     ax.plot(g, U, color="tab:red", lw=2, label="U(h0, g)")
-    _symlog_axis(ax, float(np.min(np.abs(g[g != 0]))), float(np.max(np.abs(g))))
+    symlog_axis(ax, float(np.min(np.abs(g[g != 0]))), float(np.max(np.abs(g))))
     gm = c["max_gradient_met"]
     ax.axvspan(-c["max_negative_gradient_met"], c["max_positive_gradient_met"], color="tab:gray", alpha=0.15,
                label="gradients met")
