@@ -11,14 +11,15 @@ from lorex.analysis.linearize import MomentumModes, eigenmodes, momentum_modes, 
 from lorex.analysis.pca import PCA, pca, project
 from lorex.analysis.scurve import SCurve, SCurveSummary, s_curve, s_curve_summary
 from lorex.analysis.trajectories import Trajectory, record_map_trajectory, record_trajectory
-from lorex.analysis.update_function import (Saturation, UpdateSlice, effective_lr, gradient_density, saturation,
-                                            share_beyond, update_along, update_function)
+from lorex.analysis.update_function import (Saturation, UpdateSlice, alpha_eff_fn, effective_lr, gradient_density,
+                                            saturation, share_beyond, update_along, update_function)
 
 __all__ = [
     "reference",
     "find_fixed_points", "sample_seeds", "q_value", "newton_polish", "FixedPoints",
     "momentum_modes", "polyak_optimum", "eigenmodes", "timescales", "MomentumModes",
-    "update_function", "update_along", "effective_lr", "saturation", "gradient_density", "share_beyond",
+    "update_function", "update_along", "alpha_eff_fn", "effective_lr", "saturation", "gradient_density",
+    "share_beyond",
     "Saturation", "UpdateSlice",
     "autonomous", "schedule_summary", "Autonomous", "Schedule",
     "s_curve", "s_curve_summary", "SCurve", "SCurveSummary",

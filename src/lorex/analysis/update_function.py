@@ -56,6 +56,15 @@ def update_along(rmap, h, direction, offsets, grads, readout=None, *, input_dim:
     return UpdateSlice(s, states, jnp.asarray(grads, h.dtype), U)
 
 
+def alpha_eff_fn(rmap, readout=None, *, input_dim: int = 1, input_index: int = 0, fd_step: float | None = None):
+    """The traceable function h (H,) → α_eff(h) = −dU_h/dg at g = 0 (see :func:`effective_lr`)."""
+    u = _update_fn(rmap, readout, input_dim, input_index)
+    if fd_step is None:
+        return lambda h: -jax.grad(u, argnums=1)(h, jnp.zeros((), h.dtype))
+    d = float(fd_step)
+    return lambda h: -(u(h, jnp.asarray(d, h.dtype)) - u(h, jnp.asarray(-d, h.dtype))) / (2.0 * d)
+
+
 def effective_lr(rmap, states, readout=None, *, input_dim: int = 1, input_index: int = 0,
                  fd_step: float | None = None) -> jax.Array:
     """α_eff(h) = −dU_h/dg at g = 0 for states (..., H) → (...).
@@ -63,14 +72,9 @@ def effective_lr(rmap, states, readout=None, *, input_dim: int = 1, input_index:
     By autodiff; with ``fd_step`` δ, by the central difference −(U(δ) − U(−δ))/(2δ) instead (for features that are
     not differentiable at 0, e.g. log_sign, whose autodiff slope there is 0).
     """
-    u = _update_fn(rmap, readout, input_dim, input_index)
+    one = alpha_eff_fn(rmap, readout, input_dim=input_dim, input_index=input_index, fd_step=fd_step)
     states = jnp.asarray(states)
     hs = states.reshape((-1, states.shape[-1]))
-    if fd_step is None:
-        one = lambda h: -jax.grad(u, argnums=1)(h, jnp.zeros((), h.dtype))  # noqa: E731
-    else:
-        one = lambda h: -(u(h, jnp.asarray(fd_step, h.dtype)) - u(h, -jnp.asarray(fd_step, h.dtype))) / (  # noqa: E731
-            2.0 * fd_step)
     return jax.jit(jax.vmap(one))(hs).reshape(states.shape[:-1])
 
 

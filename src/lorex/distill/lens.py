@@ -49,22 +49,10 @@ class Lens(NamedTuple):
     fit_range: tuple[float, float]  # gradients met: (p10, max) of |g|
 
 
-def _alpha_fn(step, readout, fd_step):
-    """α_eff(h) as a traceable function (autodiff at g = 0, or the central difference at δ)."""
-
-    def u(h, g):
-        return readout(step(h, jnp.reshape(g, (1,)).astype(h.dtype)))
-
-    if fd_step is None:
-        return lambda h: -jax.grad(u, argnums=1)(h, jnp.zeros((), h.dtype))
-    d = float(fd_step)
-    return lambda h: -(u(h, jnp.asarray(d, h.dtype)) - u(h, jnp.asarray(-d, h.dtype))) / (2.0 * d)
-
-
 def relaxation_ratio(lens: Lens, grads, steps: int) -> np.ndarray:
     """α_eff(h_k)/α_eff(h_k^auto) for h_{k+1} = F(h_k, g) from h₀, k = 0..steps, for each constant g in ``grads``:
     shape (len(grads), steps + 1); the autonomous α_eff is ``lens.auto_alpha`` (same α_eff method)."""
-    step, alpha = lens.step, _alpha_fn(lens.step, lens.readout, lens.fd_step)
+    step, alpha = lens.step, A.alpha_eff_fn((lens.step, lens.readout), fd_step=lens.fd_step)
     h0 = jnp.asarray(lens.h0)
 
     def run(g):
