@@ -96,7 +96,7 @@ def format_table(result: dict) -> str:
 
 def write_benchmark(result: dict, out: str | Path) -> list[Path]:
     """results.json and the loss-curve figure (PNG and PDF) in ``out``."""
-    from lorex.report.figures import performance_figure
+    from lorex.plotting import performance_figure
 
     out = Path(out)
     io.save_json(out / "results.json", {"format_version": io.FORMAT_VERSION, "versions": io.versions(),

@@ -159,9 +159,28 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from lorex.distill import distill_command
+    """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
+    from lorex import io, lopt
+    from lorex import tasks as tasks_mod
+    from lorex.distill import distill, distill_figure, format_table
 
-    return distill_command(args)
+    params, config, meta = lopt.load_params(args.optimizer)
+    task = args.task or meta.get("task")
+    if not task:
+        raise LorexError("--task", "not given and the optimizer's metadata names none", tasks_mod.names())
+    family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
+    result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
+                     tuning_seeds=args.tuning_seeds, progress=True)
+    result["optimizer"]["source"] = str(args.optimizer)
+    print(format_table(result))
+    print(f"wall time {result['wall_seconds']['total']:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        io.save_json(out / "distill.json", result)
+        paths = distill_figure(result, out / f"distill_{result['task']}")
+        for p in [out / "distill.json", *paths]:
+            print(f"wrote {p}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

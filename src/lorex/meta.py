@@ -110,9 +110,11 @@ def _hashable(v):
 # Shipped CPU defaults per task (what `lorex train --task T` uses unless told otherwise).
 TASK_DEFAULTS: dict[str, dict] = {
     "linreg": {"steps": 15000},
-    # Rosenbrock's gradients reach ~1e3 and its unrolls are chaotic: log/sign features, truncated first-order
-    # meta-gradients (full second-order BPTT gave meta-gradients of norm ~1e25 and stalled).
-    "rosenbrock": {"features": "log_sign", "truncation": 20, "first_order": True, "steps": 10000},
+    # Rosenbrock's gradients reach ~1e3 and its unrolls are chaotic: raw gradients scaled ×0.01 (so the GRU is not
+    # saturated, and a zero gradient stays an input it meets, which the mechanism analysis needs; log/sign features
+    # never meet g = 0), truncated first-order meta-gradients (full second-order BPTT gave meta-gradients of norm
+    # ~1e25 and stalled).
+    "rosenbrock": {"input_scale": 0.01, "truncation": 20, "first_order": True, "steps": 10000},
     # Two moons: gradients ~1e-2 at the start and ~1e-5 late, so they are scaled up ×100 before the GRU; GRU-16,
     # 8 problems per step and first-order meta-gradients keep 1000 meta-steps within ~10 minutes on 2 CPU cores.
     "two_moons": {"hidden": 16, "batch": 8, "first_order": True, "input_scale": 100.0, "steps": 1000,

@@ -2,24 +2,21 @@
 
 * :mod:`lorex.distill.surrogate` — the surrogate (momentum modes, clipping, schedule, adaptation) as an optax
   transformation, and the fits that set its parameters;
-* :mod:`lorex.distill.lens` — the four mechanisms read off any recurrent map (the learned optimizer via
-  :func:`lorex.report.analyze.analyze_task`; Momentum, RMSProp, Adam via :mod:`lorex.analysis.reference`), and the
-  learned optimizer with mechanisms suppressed;
+* :mod:`lorex.distill.lens` — the surrogate's parts taken from :func:`lorex.mechanisms.analyze` of any recurrent
+  map (the learned optimizer; Momentum, RMSProp, Adam via :mod:`lorex.analysis.reference`), and the learned
+  optimizer with mechanisms suppressed;
 * :mod:`lorex.distill.core` — :func:`distill`: explained fraction, ablations, reference optimizers;
-* :mod:`lorex.distill.present` — :func:`distill_figure`, :func:`distill_html`, :func:`format_table`,
-  :func:`distill_command`.
+* :mod:`lorex.distill.present` — :func:`distill_figure`, :func:`distill_html`, :func:`format_table`.
 """
 
 from lorex.distill.core import distill, explained_fraction, per_seed_mll
 from lorex.distill.lens import (
            Lens,
            build_surrogate,
-           learned_lens,
-           map_lens,
+           lens_from_analysis,
            reference_lens,
 )
 from lorex.distill.present import (
-           distill_command,
            distill_figure,
            distill_html,
            format_table,
@@ -37,13 +34,11 @@ __all__ = [
            "Surrogate",
            "build_surrogate",
            "distill",
-           "distill_command",
            "distill_figure",
            "distill_html",
            "explained_fraction",
            "format_table",
-           "learned_lens",
-           "map_lens",
+           "lens_from_analysis",
            "per_seed_mll",
            "reference_lens",
            "scale_by_mechanisms",

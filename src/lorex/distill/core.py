@@ -13,7 +13,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lorex import lopt, seeds
+from lorex import analysis as A
+from lorex import io, lopt, mechanisms as M, seeds
 from lorex import tasks as tasks_mod
 from lorex.baselines import DEFAULT_OPTIMIZERS, baseline
 from lorex.benchmark import run_benchmark
@@ -134,18 +135,17 @@ def _row(name, mll, curves, reference=None):
 
 
 def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tuning_seeds: int | None = None,
-            benchmark: dict | None = None, analysis=None, progress: bool = True, steps: int | None = None,
-            analysis_options=None, baselines=DEFAULT_OPTIMIZERS, n_boot: int = N_BOOT) -> dict:
+            benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
+            steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
+            n_boot: int = N_BOOT) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
     optimizer's own task).  ``benchmark``: a :func:`lorex.benchmark.run_benchmark` result on this task (tuned
-    baselines; its test seeds and steps are used), computed when None.  ``analysis``: the (numbers, arrays) of
-    :func:`lorex.report.analyze.analyze_task` for this optimizer and task, computed when None (with
-    ``analysis_options``).  Every surrogate parameter comes from the analysis; none is tuned on test seeds.
+    baselines; its test seeds and steps are used), computed when None.  ``analysis``: the
+    :func:`lorex.mechanisms.analyze` result of this optimizer on this task, computed when None (on
+    ``analysis_runs`` problems of the analysis stream).  Every surrogate parameter comes from the analysis; none is tuned on test seeds.
     """
-    from lorex.report.analyze import AnalysisOptions, analyze_task
-
     t_start = time.perf_counter()
     walls = {}
     params, config, meta, label = _load(optimizer)
@@ -168,20 +168,17 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     best = min(base, key=lambda k: base[k]["mean_log_loss"]["mean"])
 
     t0 = time.perf_counter()
+    rm = lopt.recurrent_map(params, config)
     if analysis is None:
-        _say(progress, f"{task}: analysis")
-        opts = AnalysisOptions.make(analysis_options)
-        if opts.steps is None and T != family.steps:
-            opts = dataclasses.replace(opts, steps=T)
-        analysis = analyze_task(params, config, family, seed=seed, options=opts,
-                                progress=lambda m: _say(progress, f"{task}: analysis: {m}"))
-    numbers, arrays = analysis
+        _say(progress, f"{task}: analysis ({analysis_runs} runs)")
+        ev = M.record(rm, family, seeds.keys(seed, "analysis", analysis_runs), T)
+        analysis = M.analyze(rm, ev, task=task, polyak=family.polyak() if hasattr(family, "polyak") else None,
+                             seed=seed, progress=lambda m: _say(progress, f"{task}: analysis: {m}"))
     walls["analysis"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _say(progress, f"{task}: building the surrogate")
-    rm = lopt.recurrent_map(params, config)
-    lens = L.learned_lens(rm, numbers, arrays)
+    lens = L.lens_from_analysis(rm, analysis)
     sur, parts = L.build_surrogate(lens, T)
     walls["surrogate"] = time.perf_counter() - t0
 
@@ -198,11 +195,13 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     mll_b, cur_b = run(baseline(best, float(bh["learning_rate"]), second[0] if second else None))
     # the learned optimizer from h0 and from h* (no schedule transient) in one compiled call, and pinned to the
     # autonomous trajectory or to h* in another
-    h_star = jax.numpy.asarray(arrays["h_star"])
+    # h*: the convergence fixed point where the mechanisms found a valid one, else the autonomous state at the end
+    auto_states = jax.numpy.asarray(A.autonomous(rm, T).states)
+    fixed = analysis.momentum.fixed_point
+    h_star = jax.numpy.asarray(fixed if fixed is not None else auto_states[-1])
     (mll_l, cur_l), (mll_h, cur_h) = evaluate_batched(
         lambda h: lopt.learned_optimizer({**params, "h0": h}, config), jax.numpy.stack([rm.h0, h_star]), family,
         keys, T)
-    auto_states = jax.numpy.asarray(_autonomous_states(rm, T))
     pinned = evaluate_batched(lambda table: L.pinned_learned(rm, table),
                               jax.numpy.stack([auto_states, jax.numpy.broadcast_to(h_star, auto_states.shape)]),
                               family, keys, T)
@@ -248,8 +247,11 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         "steps": T, "seed": seed, "test_seeds": n_test, "tuning_seeds": benchmark.get("tuning_seeds"),
         "surrogate": parts, "performance": perf, "explained_fraction": ef, "ablations": ablations,
         "references": refs, "learned_lens": {"arrays": _lens_arrays(lens, sur),
-                                             "alpha_eff_method": numbers["trajectories"]["alpha_eff_method"],
-                                             "update_at_fixed_point": numbers["fixed_point"]["update_at_fixed_point"]},
+                                             "alpha_eff_method": M.evidence.alpha_eff_method_text(lens.fd_step),
+                                             "fixed_point": "convergence fixed point" if fixed is not None else
+                                             "no valid convergence fixed point: the autonomous state at step T",
+                                             "update_at_fixed_point": float(rm.readout(rm.step(
+                                                 h_star, jax.numpy.zeros((1,), h_star.dtype))))},
         "notes": {
             "explained_fraction": "(B − S)/(B − L) on the mean log loss over the test seeds; B = the best tuned "
                                   "baseline by test mean log loss, S = surrogate, L = learned; s.e. by paired "
@@ -261,9 +263,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     result["findings"] = findings(result)
     walls["total"] = time.perf_counter() - t_start
     result["wall_seconds"] = walls
-    from lorex.report.reproduce import json_safe
-
-    return json_safe(result)
+    return io.json_safe(result)
 
 
 def _references(base, family, T, lens, seed, progress, task):
@@ -275,8 +275,7 @@ def _references(base, family, T, lens, seed, progress, task):
             continue
         _say(progress, f"{task}: reference lens: {name}")
         t0 = time.perf_counter()
-        r_lens, r_num = L.reference_lens(name, base[name]["hyperparameters"], family, ref_keys, T, lens.clip_grads,
-                                         lens.sc_grads)
+        r_lens, r_num = L.reference_lens(name, base[name]["hyperparameters"], family, ref_keys, T)
         r_sur, r_parts = L.build_surrogate(r_lens, T)
         r_num["surrogate"] = {"parts": _compact_parts(r_parts)}
         r_num["arrays"] = _lens_arrays(r_lens, r_sur)
@@ -303,12 +302,6 @@ def evaluate_surrogates(surrogates, family, keys, steps: int) -> list[tuple[np.n
     G = max(len(s.adapt_grid) for s in surrogates)
     stacked = jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *[s.arrays(K, G) for s in surrogates])
     return evaluate_batched(S.mechanistic_optimizer, stacked, family, keys, steps)
-
-
-def _autonomous_states(rm, T):
-    from lorex import analysis as A
-
-    return A.autonomous(rm, T).states
 
 
 def _compact_parts(parts):
@@ -379,8 +372,9 @@ def findings(result: dict) -> list[str]:
     for name, r in result["references"].items():
         s = r["surrogate"]
         m, a, sch = r["momentum"], r["adaptation"], r["schedule"]
-        out.append(f"{name} through the same lens: dominant mode β = {_fmt(m['implied_beta'], '.3f')}, α_eff-sum "
-                   f"{_fmt(m['alpha_eff_sum'])}; schedule final/peak {_fmt(sch['final_over_peak'])}; S-curve slope "
-                   f"{_fmt(a['slope_mean'], '.2f')}; its own surrogate differs from it by "
-                   f"{_fmt(s['difference'], '+.3f')} ± {_fmt(s['difference_se'], '.3f')} in mean log loss.")
+        verdicts = ", ".join(f"{f['mechanism']} {f['verdict']}" for f in r["findings"])
+        out.append(f"{name} through the same lens: {verdicts}; α_eff-sum at its end-of-run state "
+                   f"{_fmt(m['alpha_eff_sum'])}; schedule final/peak {_fmt(sch['autonomous']['final_over_peak'])}; "
+                   f"adaptation slope {_fmt(a['trajectories']['median_slope'], '.2f')}; its own surrogate differs "
+                   f"from it by {_fmt(s['difference'], '+.3f')} ± {_fmt(s['difference_se'], '.3f')} in mean log loss.")
     return out

@@ -1,10 +1,9 @@
 """One lens for every optimizer: the four mechanisms read off a recurrent map, and the surrogate built from them.
 
-:func:`learned_lens` takes the learned optimizer's parts from :func:`lorex.report.analyze.analyze_task` (its
-eigenmodes at the convergence fixed point, update function at h₀, autonomous α_eff, S-curve); :func:`map_lens` runs
-the same analyses (``lorex.analysis``) on any recurrent map, e.g. the reference optimizers of
-:mod:`lorex.analysis.reference`, whose state layouts are: heavy ball h = (v,); RMSProp h = (s, g_last); Adam
-h = (m, v, t) with bias correction and (m, v) without (used for its S-curve: the bias-corrected map has no fixed point
+:func:`lens_from_analysis` takes any recurrent map's parts from :func:`lorex.mechanisms.analyze` (its eigenmodes at
+the convergence fixed point, update function at h₀ over the gradients met, autonomous α_eff, S-curve), for the
+learned optimizer and for the reference optimizers of :mod:`lorex.analysis.reference`, whose state layouts are:
+heavy ball h = (v,); RMSProp h = (s, g_last); Adam h = (m, v, t) with bias correction and (m, v) without (used for its S-curve: the bias-corrected map has no fixed point
 under a constant gradient, its step counter t grows for ever).
 
 A reference optimizer has no zero-gradient fixed point of interest (RMSProp's and Adam's second moment decays to 0,
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex import analysis as A
+from lorex import mechanisms as M
 from lorex.distill import surrogate as S
 
 FP_TOL = 1e-10
@@ -118,72 +118,42 @@ def _reference_gradients(grid, fit_range) -> np.ndarray:
     return np.unique(g[np.round(np.array([0.2, 0.5, 0.8]) * (g.size - 1)).astype(int)])
 
 
-def learned_lens(rmap, numbers: dict, arrays: dict) -> Lens:
-    """The learned optimizer's lens from :func:`lorex.report.analyze.analyze_task` outputs (nothing recomputed but
-    the relaxation, done later on demand)."""
-    g = numbers["trajectories"]["gradient_abs"]
-    fit = tuple(numbers["adaptation"]["fit_range"])
-    return Lens(np.asarray(arrays["eigenvalues"]), np.asarray(arrays["alphas"]), np.asarray(arrays["clip_grads"]),
-                np.asarray(arrays["clip_updates"]), np.asarray(arrays["auto_alpha"]), np.asarray(arrays["sc_grads"]),
-                np.asarray(arrays["sc_alpha"]), np.asarray(arrays["sc_ok"]), float(arrays["sc_zero_alpha"]),
-                rmap.step, rmap.readout, np.asarray(rmap.h0),
-                numbers["trajectories"]["alpha_eff_fd_step"], (float(fit[0] or g["p10"]), float(fit[1] or g["max"])))
+def lens_from_analysis(rmap, an: M.Analysis, *, h_lin=None) -> Lens:
+    """The surrogate's parts from :func:`lorex.mechanisms.analyze` of ``rmap``: the modes at the convergence fixed
+    point (or at ``h_lin`` when given: :func:`lorex.analysis.momentum_modes` there), U at h₀ over the gradients met,
+    the autonomous α_eff, the S-curve.  Without a valid linearization the momentum part is a single β = 0 term
+    carrying the final autonomous α_eff (no momentum extracted)."""
+    if h_lin is not None:
+        mm = A.momentum_modes(rmap, jnp.asarray(h_lin, jnp.float32))
+        lam, al = np.asarray(mm.betas), np.asarray(mm.alphas)
+    elif an.momentum.modes is not None:
+        lam, al = np.asarray(an.momentum.modes.betas), np.asarray(an.momentum.modes.alphas)
+    else:
+        lam, al = np.zeros(1, complex), np.asarray([an.schedule.autonomous_alpha[-1]], complex)
+    sc = an.adaptation.scurve
+    if sc is None:
+        sc_g, sc_a, sc_ok, sc_zero = np.zeros(0), np.zeros(0), np.zeros(0, bool), float("nan")
+    else:
+        sc_g, sc_a = np.asarray(sc.grads), np.asarray(sc.alpha_eff)
+        pts = np.asarray(sc.points, np.float64)
+        q_rel = np.asarray(sc.q, np.float64) / np.maximum(1.0, np.sum(pts * pts, axis=1))
+        sc_ok, sc_zero = q_rel <= FP_TOL, float(sc.zero_alpha_eff)
+    gr = an.gradients
+    return Lens(lam, al, np.asarray(an.clipping.grads), np.asarray(an.clipping.updates),
+                np.asarray(an.schedule.autonomous_alpha, np.float64), sc_g, sc_a, sc_ok, sc_zero,
+                rmap.step, rmap.readout, np.asarray(rmap.h0), an.fd_step, (float(gr.p10), float(gr.max)))
 
 
-def map_lens(rmap, h_lin, horizon: int, clip_grads, sc_grads, fit_range, *, fd_step: float | None = None,
-             sc_map=None) -> tuple[Lens, dict]:
-    """The same analyses on any recurrent map: modes at ``h_lin``, U at h₀ over ``clip_grads``, autonomous α_eff
-    for ``horizon`` steps, S-curve of ``sc_map`` (default ``rmap``) over ``sc_grads``; (lens, JSON numbers).
-
-    S-curve points count as converged when q <= 1e-10·max(1, ‖h*‖²) (relative: a reference optimizer's state holds
-    g*², far from O(1) in float32)."""
-    sc_map = rmap if sc_map is None else sc_map
-    h_lin = jnp.asarray(h_lin, jnp.float32)
-    mm = A.momentum_modes(rmap, h_lin)
-    lam, al = np.asarray(mm.betas), np.asarray(mm.alphas)
-    g_clip = np.asarray(clip_grads, np.float64)
-    h0 = jnp.asarray(rmap.h0, jnp.float32)
-    U0 = np.asarray(A.update_function(rmap, h0, jnp.asarray(g_clip, jnp.float32)), np.float64)
-    sat = A.saturation(g_clip, U0)
-    au = A.autonomous(rmap, horizon, fd_step=fd_step)
-    a_auto = np.asarray(au.alpha_eff, np.float64)
-    sch = A.schedule_summary(a_auto)
-    sc = A.s_curve(sc_map, np.asarray(sc_grads), fd_step=fd_step, adam_steps=0)
-    pts = np.asarray(sc.points, np.float64)
-    q_rel = np.asarray(sc.q, np.float64) / np.maximum(1.0, np.sum(pts * pts, axis=1))
-    ok = q_rel <= FP_TOL
-    summ = A.s_curve_summary(sc._replace(q=q_rel), fit_range=tuple(fit_range), tol=FP_TOL)
-    lens = Lens(lam, al, g_clip, U0, a_auto, np.asarray(sc.grads), np.asarray(sc.alpha_eff), ok,
-                float(sc.zero_alpha_eff), rmap.step, rmap.readout, np.asarray(rmap.h0), fd_step,
-                tuple(float(v) for v in fit_range))
-    real = np.abs(lam.imag) <= S.REAL_TOL * np.maximum(1.0, np.abs(lam))
-    cand = real & (lam.real > 0) & (lam.real < 1) & (al.real > 0)
-    lam_r = np.clip(lam.real, 0.0, 1.0 - 1e-12)
-    weight = np.where(cand, al.real * (1 - lam_r**horizon) / (1 - lam_r), -np.inf)
-    dom = int(np.argmax(weight)) if cand.any() else None
-    slopes = [v for v in (summ.slope_pos, summ.slope_neg) if np.isfinite(v)]
-    numbers = {
-        "linearization_state": np.asarray(h_lin).tolist(),
-        "momentum": {"eigenvalues_re": lam.real.tolist(), "eigenvalues_im": lam.imag.tolist(),
-                     "alphas_re": al.real.tolist(), "alpha_eff_sum": float(np.sum(al).real),
-                     "implied_beta": None if dom is None else float(lam[dom].real),
-                     "implied_alpha": None if dom is None else float(al[dom].real)},
-        "clipping": {"g90_pos": _f(sat.g90_pos), "g90_neg": _f(sat.g90_neg), "level_pos": _f(sat.level_pos),
-                     "level_neg": _f(sat.level_neg), "alpha_eff_h0": _f(a_auto[0])},
-        "schedule": {"warmup_length": int(sch.warmup), "initial": _f(sch.initial), "peak": _f(sch.peak),
-                     "final": _f(sch.final), "peak_over_initial": _f(sch.peak_over_initial),
-                     "final_over_peak": _f(sch.final_over_peak)},
-        "adaptation": {"slope_pos": _f(summ.slope_pos), "slope_neg": _f(summ.slope_neg),
-                       "slope_mean": _f(np.mean(slopes)) if slopes else None, "fit_range": list(lens.fit_range),
-                       "converged": int(ok.sum()), "points": int(ok.size), "zero_alpha_eff": _f(sc.zero_alpha_eff)},
-        "alpha_eff_method": "autodiff at g = 0" if fd_step is None else f"central difference at δ = {fd_step:.4g}",
-    }
-    return lens, numbers
-
-
-def _f(x):
-    x = float(np.real(x))
-    return x if np.isfinite(x) else None
+def lens_numbers(lens: Lens, an: M.Analysis) -> dict:
+    """JSON-ready numbers of a lens: its findings and the parts the surrogate is built from."""
+    lam, al = lens.eigenvalues, lens.alphas
+    return {"findings": [f.to_json() for f in an.findings],
+            "momentum": {"eigenvalues_re": lam.real.tolist(), "eigenvalues_im": lam.imag.tolist(),
+                         "alphas_re": al.real.tolist(), "alpha_eff_sum": float(np.sum(al).real),
+                         "heavy_ball": an.momentum.heavy_ball},
+            "clipping": an.clipping.numbers, "schedule": an.schedule.numbers,
+            "adaptation": {"trajectories": an.adaptation.numbers, "s_curve": an.adaptation.scurve_numbers},
+            "alpha_eff_method": M.evidence.alpha_eff_method_text(lens.fd_step)}
 
 
 # ------------------------------------------------------------------------------------------ reference optimizers
@@ -209,21 +179,31 @@ def reference_maps(name: str, hp: dict):
     raise ValueError(name)
 
 
-def reference_lens(name: str, hp: dict, family, keys, horizon: int, clip_grads, sc_grads) -> tuple[Lens, dict]:
-    """Record the reference optimizer on the analysis problems, then :func:`map_lens` at its end-of-run state."""
+def reference_lens(name: str, hp: dict, family, keys, horizon: int) -> tuple[Lens, dict]:
+    """Record the reference optimizer on the analysis problems of ``keys``, then :func:`reference_lens_of`."""
+    rmap, _, _ = reference_maps(name, hp)
+    return reference_lens_of(name, hp, M.record(rmap, family, keys, horizon))
+
+
+def reference_lens_of(name: str, hp: dict, ev: M.Evidence, h_lin=None) -> tuple[Lens, dict]:
+    """:func:`lorex.mechanisms.analyze` of the reference optimizer on its runs ``ev``, and its lens linearized at
+    ``h_lin`` (default: its end-of-run state, the per-component median of the final states): RMSProp's and Adam's
+    zero-gradient fixed point has a zero second moment, where α_eff = α/ε, so it is no operating point for a
+    surrogate (the mechanisms' gates report the momentum verdict there)."""
     rmap, sc_map, layout = reference_maps(name, hp)
-    tr = jax.jit(jax.vmap(lambda k: A.record_map_trajectory(rmap, family, k, horizon)))(keys)
-    g = np.abs(np.asarray(tr.grads, np.float64))
-    g = g[np.isfinite(g) & (g > 0)]
-    final = np.asarray(tr.states[:, -1], np.float64).reshape(-1, rmap.h0.shape[0])
-    final = final[np.all(np.isfinite(final), axis=1)]
-    h_lin = np.median(final, axis=0) if final.size else np.zeros(rmap.h0.shape[0])
-    delta = float(np.median(g)) if g.size else 1.0
-    fit = (float(np.percentile(g, 10)), float(g.max())) if g.size else (1e-3, 1.0)
-    lens, numbers = map_lens(rmap, h_lin, horizon, clip_grads, sc_grads, fit, sc_map=sc_map)
+    an = M.analyze(rmap, ev, task=name, fp_seeds=32, scurve_points=11, relax_steps=300)
+    if sc_map is not rmap:  # bias-corrected Adam has no fixed point under a constant gradient: its (m, v) part
+        sc = A.s_curve(sc_map, np.asarray(an.adaptation.scurve.grads), adam_steps=0)
+        an = an._replace(adaptation=an.adaptation._replace(scurve=sc))
+    if h_lin is None:
+        final = np.asarray(ev.states[:, -1], np.float64).reshape(-1, rmap.h0.shape[0])
+        final = final[np.all(np.isfinite(final), axis=1)]
+        h_lin = np.median(final, axis=0) if final.size else np.zeros(rmap.h0.shape[0])
+    h_lin = np.asarray(h_lin, np.float64)
+    lens = lens_from_analysis(rmap, an, h_lin=h_lin)
     numbers = {"hyperparameters": dict(hp), "state_layout": layout,
                "linearized_at": "per-component median of the final states (analysis problems × coordinates)",
-               "gradient_abs_median": delta, **numbers}
+               "linearization_state": h_lin.tolist(), **lens_numbers(lens, an)}
     return lens, numbers
 
 

@@ -45,9 +45,9 @@ def format_table(result: dict) -> str:
                  f"ρ={p['adaptation']['rate']['rho']:.4g}")
     for name, r in result["references"].items():
         s = r["surrogate"]
-        lines.append(f"reference {name:<9} β={_n(r['momentum']['implied_beta'], '.3f')} S-curve slope "
-                     f"{_n(r['adaptation']['slope_mean'], '.2f')} schedule final/peak "
-                     f"{_n(r['schedule']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
+        lines.append(f"reference {name:<9} β_eff={_n((r['momentum']['heavy_ball'] or {}).get('beta'), '.3f')} "
+                     f"adaptation slope {_n(r['adaptation']['trajectories']['median_slope'], '.2f')} schedule "
+                     f"final/peak {_n(r['schedule']['autonomous']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
                      f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
@@ -56,7 +56,7 @@ def format_table(result: dict) -> str:
 def distill_figure(result: dict, stem) -> list[Path]:
     """Loss curves (learned, surrogate, best baseline), ablation bars, and the four mechanisms of the learned
     optimizer beside Momentum, RMSProp and Adam through the same lens; PNG and PDF."""
-    from lorex.report.figures import plt, save, symlog_axis
+    from lorex.plotting import plt, save, symlog_axis
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.4))
     ax = axes[0, 0]
@@ -192,39 +192,17 @@ def distill_html(result: dict) -> str:
     rows = []
     for name, r in result["references"].items():
         rows.append((_e(name), _e(", ".join(f"{k} = {v:.4g}" for k, v in r["hyperparameters"].items())),
-                     _n(r["momentum"]["implied_beta"], ".3f"), _n(r["clipping"]["g90_pos"]),
-                     _n(r["schedule"]["final_over_peak"], ".3f"), _n(r["adaptation"]["slope_mean"], ".2f"),
+                     _verdicts(r), _n((r["momentum"]["heavy_ball"] or {}).get("beta"), ".3f"),
+                     _n(r["clipping"]["g90_pos"]), _n(r["schedule"]["autonomous"]["final_over_peak"], ".3f"),
+                     _n(r["adaptation"]["trajectories"]["median_slope"], ".2f"),
                      f"{_n(r['surrogate']['mean_log_loss'], '.3f')} vs "
                      f"{_n(r['surrogate']['own_mean_log_loss'], '.3f')}"))
     if rows:
         parts.append("<p>Reference optimizers (tuned) through the same lens:</p>")
-        parts.append(_table(("optimizer", "hyperparameters", "dominant β", "g90 at h0 (g > 0)",
-                             "schedule final/peak", "S-curve slope", "own surrogate vs itself (mean log loss)"), rows))
+        parts.append(_table(("optimizer", "hyperparameters", "verdicts (momentum, clipping, schedule, adaptation)",
+                             "β_eff", "g90 at h0 (g > 0)", "schedule final/peak", "adaptation slope", "own surrogate vs itself (mean log loss)"), rows))
     return "\n".join(parts)
 
 
-def distill_command(args) -> int:
-    """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
-    from lorex import io, lopt
-    from lorex import tasks as tasks_mod
-    from lorex.cli import _overrides
-    from lorex.distill.core import distill
-    from lorex.errors import LorexError
-
-    params, config, meta = lopt.load_params(args.optimizer)
-    task = args.task or meta.get("task")
-    if not task:
-        raise LorexError("--task", "not given and the optimizer's metadata names none", tasks_mod.names())
-    family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
-    result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
-                     tuning_seeds=args.tuning_seeds, progress=True)
-    result["optimizer"]["source"] = str(args.optimizer)
-    print(format_table(result))
-    print(f"wall time {result['wall_seconds']['total']:.1f} s")
-    if args.out:
-        out = Path(args.out)
-        io.save_json(out / "distill.json", result)
-        paths = distill_figure(result, out / f"distill_{result['task']}")
-        for p in [out / "distill.json", *paths]:
-            print(f"wrote {p}", file=sys.stderr)
-    return 0
+def _verdicts(r: dict) -> str:
+    return ", ".join(_e(f["verdict"]) for f in r.get("findings", []))

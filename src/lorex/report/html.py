@@ -15,18 +15,23 @@ FIGURES = (("performance", "1 Performance"), ("momentum", "2 Momentum"), ("clipp
            ("schedule", "4 Schedules"), ("adaptation", "5 Adaptation"))
 
 CAPTIONS = {
-    "performance": "Loss curves (mean ± s.e. over the test seeds) of the learned optimizer and the tuned Momentum, "
-                   "RMSProp and Adam; right: final loss and mean log loss of every optimizer (mean ± s.e.).",
+    "performance": "The task; loss curves (mean ± s.e. over the test seeds) of the learned optimizer and the tuned "
+                   "Momentum, RMSProp and Adam; right: final loss and mean log loss of every optimizer (mean ± s.e.).",
     "momentum": "Left to right: states of the last quarter of a run projected on their first two principal "
-                "components, with the convergence fixed point; the update function along the dominant slow mode; "
-                "the eigenvalues of the linearization at the fixed point with the unit circle; each mode read as a "
-                "momentum term (β_i = λ_i, α_i) with Polyak's optimal heavy ball where it is known.",
-    "clipping": "The update function at the initial state h0 over ±10× the largest gradient met, and the density "
-                "of the gradients the optimizer meets on the task (all steps, analysis seeds).",
+                "components, with the convergence fixed point; the update function at states along the dominant slow "
+                "mode, spanning the states visited along it; the eigenvalues of the linearization at the fixed point "
+                "with the unit circle; each mode read as a momentum term (β_i = λ_i, α_i), the aggregate heavy ball "
+                "(β_eff, Σα_i) that decides, and Polyak's optimal heavy ball where it is known.",
+    "clipping": "Top: how far the update at the initial state h0 moves for gradients of each sign, against |g| on a "
+                "log axis (grey: the 1st–99th percentile of |g| met; dotted: the largest). Bottom, on the same axis: "
+                "the share of the gradients met per decade of |g| (all steps, analysis runs).",
     "schedule": "The autonomous (zero-gradient) trajectory from h0 in its PCA plane, and the effective learning "
-                "rate α_eff = −dU/dg at g = 0 along it: the learned schedule.",
-    "adaptation": "Fixed points h*(g*) under constant gradients of both signs (the S-curve, PCA), update functions at "
-                  "points along it, and α_eff at those points against |g*| (log-log) beside RMSProp's α/|g*|.",
+                "rate α_eff along it (red: the learned schedule, which decides) and at the states visited on the "
+                "runs (blue, median over coordinates, one line per run).",
+    "adaptation": "On the runs (deciding): α_eff at each coordinate's visited state against its recent RMS gradient, "
+                  "and that log-log slope at each fit step; then the S-curve of fixed points h*(g*) under constant "
+                  "gradients over the range met (PCA), update functions along it, and α_eff on each arm against "
+                  "|g*| beside RMSProp's α/|g*|.",
 }
 
 CSS = """
@@ -36,7 +41,7 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.present{color:#0a6b0a;font-weight:600}.absent{color:#a33;font-weight:600}
+.present{color:#0a6b0a;font-weight:600}.absent{color:#a33;font-weight:600}.na{color:#666;font-style:italic}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444}.warn{color:#a35d00}.small{font-size:.85em;color:#555}
@@ -119,22 +124,55 @@ def _numbers_for(name: str, t: dict) -> str:
         return ""
     if name == "momentum":
         m = t["momentum"]
-        d = {"implied β (dominant momentum mode)": m["implied_beta"], "implied α": m["implied_alpha"],
-             "timescale (steps)": m["implied_timescale"], "Σ α_i (= α_eff at h*)": m["alpha_eff_sum"],
-             "unstable modes": m["n_unstable_modes"]}
-        if m["polyak"]:
-            p = m["polyak"]
-            d.update({"Polyak α*": p["alpha_star"], "Polyak β*": p["beta_star"], "β − β*": p["beta_minus_beta_star"],
-                      "α / α*": p["alpha_over_alpha_star"], "distance hypot(β − β*, log10 α/α*)": p["distance"]})
-        return (_kv(t["fixed_point"]) + "<p class='small'>Convergence fixed point (above); momentum numbers and "
-                "the leading eigenvalues (below).</p>" + _kv(d) + _eigen_table(m))
+        out = _kv(m["gates"])
+        if m.get("heavy_ball"):
+            hb = m["heavy_ball"]
+            d = {"aggregate α = Σα_i": hb["alpha"], "β_eff = 1 − r₀/Σr_k": hb["beta"],
+                 "β_eff, 95 % interval over runs": f"[{_num(hb['beta_interval_95'][0])}, "
+                                                   f"{_num(hb['beta_interval_95'][1])}]",
+                 "timescale (steps)": hb["timescale"],
+                 "impulse response decay r_{k+1}/r_k, k = 1..3": ", ".join(
+                     _num(v, ".3f") for v in hb["impulse_decay_steps_1_10"][:3])}
+            if m.get("polyak"):
+                p = m["polyak"]
+                d.update({"Polyak α*": p["alpha_star"], "Polyak β*": p["beta_star"], "α / α*": p["alpha_over_alpha_star"],
+                          "β_eff − β*": p["beta_minus_beta_star"], "distance": p["distance"]})
+            out += _kv(d)
+        if m.get("modes"):
+            out += _eigen_table(m["modes"])
+        return out
     if name == "clipping":
-        return _kv(t["clipping"])
+        return _kv(t["clipping"], skip=("kappa_per_run", "gradient_range"))
     if name == "schedule":
-        return _kv(t["schedule"])
-    a = dict(t["adaptation"])
-    a["fit_range"] = f"[{a['fit_range'][0]:.3g}, {a['fit_range'][1]:.3g}]"
-    return _kv(a)
+        sc = t["schedule"]
+        return _kv(sc["autonomous"]) + _kv({k: v for k, v in sc["trajectories"].items() if k != "per_run"})
+    a = t["adaptation"]
+    return _kv(a["trajectories"]) + "<p class='small'>S-curve (beside it, does not decide):</p>" + _kv(a["s_curve"])
+
+
+def _interval(f) -> str:
+    iv = f.get("interval_95")
+    return "—" if not iv or iv[0] is None else f"[{_num(iv[0], '.3g')}, {_num(iv[1], '.3g')}]"
+
+
+def _findings_tables(findings: list) -> list[str]:
+    rows, sens = [], []
+    for f in findings:
+        cls = {"present": "present", "absent": "absent"}.get(f["verdict"], "na")
+        rows.append((_e(f["task"]), _e(f["mechanism"]), f"<span class='{cls}'>{_e(f['verdict'])}</span>",
+                     _num(f["value"], ".3g"), _interval(f), f"{'>' if f['direction'] == 'above' else '<'} "
+                     f"{_num(f['threshold'], '.3g')}", _num(f["margin"], ".3g"),
+                     "—" if f["decisive"] is None else ("yes" if f["decisive"] else "no (interval straddles)"),
+                     _e(f["reason"] or f["statement"])))
+        sens.append((_e(f["task"]), _e(f["mechanism"]), _num(f["margin"], ".3g"),
+                     *(_e(f["sensitivity"][k]) for k in ("threshold_x0.5",)), _e(f["verdict"]),
+                     _e(f["sensitivity"]["threshold_x1.5"])))
+    return [_table(("task", "mechanism", "verdict", "value", "95 % interval", "threshold", "margin", "decisive",
+                    "evidence / reason"), rows, num_cols=(3, 6)),
+            "<h3>Sensitivity to the thresholds</h3><p>Each verdict again with its threshold moved by ±50 % (every "
+            "threshold is in units where 0 means no such mechanism).</p>",
+            _table(("task", "mechanism", "margin", "threshold × 0.5", "threshold × 1", "threshold × 1.5"), sens,
+                   num_cols=(2,))]
 
 
 def write_report(results: dict, figures: dict, path) -> Path:
@@ -164,14 +202,9 @@ def write_report(results: dict, figures: dict, path) -> Path:
                         walls, num_cols=(1, 2, 3, 4, 5)))
 
     parts.append("<h2>Findings</h2>")
-    rows = []
-    for f in r["findings"]:
-        cls = "present" if f["present"] else "absent"
-        rows.append((_e(f["task"]), _e(f["mechanism"]),
-                     f"<span class='{cls}'>{'present' if f['present'] else 'NOT found'}</span>", _e(f["statement"])))
-    parts.append(_table(("task", "mechanism", "verdict", "evidence"), rows))
-    parts.append("<p>Decision rules, fixed before any result was seen (the analysis is never tuned to agree with "
-                 "the paper):</p><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in r["rules"].items())
+    parts += _findings_tables(r["findings"])
+    parts.append("<p>Decision rules (from <code>lorex.mechanisms</code>; a verdict is “not applicable” when a "
+                 "validity gate fails: every probe sits at states and gradients the optimizer meets):</p><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in r["rules"].items())
                  + "</ul>")
     parts.append(f"<p class='small'>{_e(r['notes']['alpha_eff'])}</p>")
 
@@ -199,9 +232,10 @@ def write_report(results: dict, figures: dict, path) -> Path:
             parts.append(f"<h3>Beyond the paper: distillation into known mechanisms — {_e(task)}</h3><figure>"
                          f"{_img(figures[task]['distill'], f'{task} distill')}</figure>")
             parts.append(distill_html(t["distill"]))
-        tr = t["trajectories"]
-        parts.append(f"<p class='small'>Analyses on {_e(tr['n_seeds'])} analysis seeds × {_e(tr['steps'])} steps "
-                     f"({_e(tr['n_coordinates'])} coordinates each); α_eff: {_e(tr['alpha_eff_method'])}.</p>")
+        ev = t["evidence"]
+        parts.append(f"<p class='small'>Analyses on {_e(ev['n_runs'])} analysis runs × {_e(ev['steps'])} steps "
+                     f"({_e(ev['n_coordinates'])} coordinates each; {_e(ev['converged_runs'])} converged); α_eff: "
+                     f"{_e(ev['alpha_eff_method'])}.</p>")
     parts.append("</body></html>")
     text = "\n".join(parts)
     with io.atomic_write(path, "w") as f:

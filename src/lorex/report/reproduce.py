@@ -23,9 +23,9 @@ from lorex import tasks as tasks_mod
 from lorex.baselines import DEFAULT_OPTIMIZERS
 from lorex.benchmark import format_table, run_benchmark
 from lorex.errors import LorexError
+from lorex.distill import distill, distill_figure
 from lorex.report import figures as F
 from lorex.report import html
-from lorex.distill import distill, distill_figure
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
 
 DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons")
@@ -36,23 +36,6 @@ FIGURE_FUNCTIONS = {"momentum": F.momentum_figure, "clipping": F.clipping_figure
 def _say(progress: bool, msg: str) -> None:
     if progress:
         print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
-
-
-def json_safe(x):
-    """Recursively: numpy → Python, non-finite floats → None (strict JSON), tuples → lists."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_safe(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 def performance_numbers(result: dict) -> dict:
@@ -100,7 +83,7 @@ def _resolve_optimizer(task, out: Path, retrain: bool, seed: int, optimizers: di
     """(params, config, info) of the optimizer analysed on ``task``."""
     if optimizers and task in optimizers:
         params, cfg, md = lopt.load_params(optimizers[task])
-        return params, cfg, _info("given", lopt.resolve_optimizer_dir(optimizers[task]), cfg, md)
+        return params, cfg, _info("given", Path(str(optimizers[task])), cfg, md)
     if retrain:
         d = out / "optimizers" / task
         mcfg = meta.default_config(task, seed=seed, **(train_overrides or {}))
@@ -124,7 +107,9 @@ def _resolve_optimizer(task, out: Path, retrain: bool, seed: int, optimizers: di
 
 
 def _info(source, path, cfg, md) -> dict:
-    return {"source": source, "path": str(path), "lopt_config": dataclasses.asdict(cfg),
+    # a shipped optimizer is named by its name, never by where this machine installed it
+    where = f"shipped optimizer {path.name!r}" if source == "shipped" else str(path)
+    return {"source": source, "path": where, "lopt_config": dataclasses.asdict(cfg),
             "meta_steps": md.get("meta_steps"), "best_step": md.get("best_step"),
             "best_validation": md.get("best_validation"), "meta_config": md.get("config"),
             "trained_with": md.get("versions")}
@@ -175,9 +160,13 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                              "analysis_options": dataclasses.asdict(opts)},
                "seed": seed, "seeds": {"streams": dict(seeds.STREAMS), "tuning": {}, "test": {}, "analysis": {}},
                "versions": io.versions(), "rules": dict(RULES),
-               "notes": {"alpha_eff": "α_eff = −dU/dg at g = 0 (autodiff) for raw-gradient optimizers; for log_sign "
-                                      "features, whose update jumps at g = 0, the central difference "
+               "notes": {"alpha_eff": "α_eff = −dU/dg at g = 0 (autodiff) where a zero gradient is met; otherwise "
+                                      "(e.g. sign features, which jump at g = 0) the central difference "
                                       "−(U(δ) − U(−δ))/(2δ) at δ = the median |g| met on the task.",
+                         "findings": "every finding: verdict (present / absent / not applicable), the deciding "
+                                     "value, its 95 % interval, the threshold, the margin (positive on the present "
+                                     "side), the reason when not applicable, and the verdict with the threshold "
+                                     "moved by ±50 %",
                          "json": "non-finite numbers (NaN, ±inf) are written as null"},
                "findings": [], "tasks": {}, "figures": {}, "wall_seconds": {"tasks": {}}}
     png_paths: dict[str, dict[str, Path]] = {}
@@ -200,33 +189,35 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
             print(format_table(bench), file=sys.stderr, flush=True)
 
         t0 = time.perf_counter()
-        numbers, arrays = analyze_task(params, cfg, family, seed=seed, options=opts,
-                                       progress=lambda m, h=head: _say(progress, f"{h}: analysis: {m}"))
+        ta = analyze_task(params, cfg, family, seed=seed, options=opts,
+                          progress=lambda m, h=head: _say(progress, f"{h}: analysis: {m}"))
+        numbers, arrays = ta.numbers, ta.arrays
         walls["analysis"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         _say(progress, f"{head}: figures")
-        paths = {"performance": F.task_performance_figure(bench, fig_dir / f"{task}_1_performance")}
+        paths = {"performance": F.task_performance_figure(bench, fig_dir / f"{task}_1_performance", family=family)}
+        task_findings = findings(ta)
+        by_mechanism = {f["mechanism"]: f for f in task_findings}
         for j, (name, fn) in enumerate(FIGURE_FUNCTIONS.items(), start=2):
-            paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}")
+            paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}", finding=by_mechanism[name])
         walls["figures"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         _say(progress, f"{head}: distillation (mechanistic surrogate, ablations, reference optimizers)")
-        distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=(numbers, arrays),
+        distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
                             progress=progress, steps=steps)
         paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
         walls["distill"] = time.perf_counter() - t0
         png_paths[task] = {k: v[0] for k, v in paths.items()}
         results["figures"][task] = {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()}
 
-        task_findings = findings(task, numbers)
         for f in task_findings:
             _say(progress, f"{head}: {f['statement']}")
         results["findings"] += task_findings
         results["seeds"]["tuning"][task] = bench["tuning_seeds"]
         results["seeds"]["test"][task] = bench["test_seeds"]
-        results["seeds"]["analysis"][task] = numbers["trajectories"]["n_seeds"]
+        results["seeds"]["analysis"][task] = numbers["evidence"]["n_runs"]
         analysis_walls = numbers.pop("wall_seconds")
         results["tasks"][task] = {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench),
                                   **numbers, "analysis_wall_seconds": analysis_walls, "distill": distilled}
@@ -235,7 +226,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                        f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")
 
     results["wall_seconds"]["total"] = time.perf_counter() - t_start
-    results = json_safe(results)
+    results = io.json_safe(results)
     io.save_json(out / "results.json", results)
     report = html.write_report(results, png_paths, out / "report.html")
     _say(progress, f"wrote {out / 'results.json'} and {report} in {results['wall_seconds']['total']:.1f} s")

@@ -1,0 +1,135 @@
+"""Schedule: how the effective learning rate α_eff changes with the iteration when the gradients stay small.
+
+Deciding measure, the autonomous system: h_{k+1} = F(h_k, 0) from h₀ for the task's horizon, α_eff(h_k) along
+it.  Its log-amplitude A = max(ln(peak/initial), ln(peak/final)) is 0 for a constant α_eff; a schedule is present
+iff A > ln 1.25 (a warm-up or a decay of more than 25 %).  Gates (else "not applicable"): a zero gradient is met,
+and the autonomous trajectory runs among the visited states over most of the run (at >= 75 % of the steps, so
+the first steps, which meet the largest gradients, may lie elsewhere, its distance to the nearest
+state visited at that step is at most the median distance of the visited states to their centroid).  The
+autonomous system does not depend on the analysis runs, so its interval is the range of A under 1e-6
+perturbations of h₀ (floating point only); a value that moves more than 1e-3 × threshold is not reported.
+
+Beside it, measured on the trajectories: per run, the median over coordinates of α_eff at the visited states at
+each step, its log-amplitude, bootstrapped over runs.  That measure also moves when the gradients shrink
+(adaptation), so it does not decide.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lorex import analysis as A
+from lorex.mechanisms import evidence as E
+from lorex.mechanisms.finding import Finding, bootstrap_mean, finding, sensitivity_tolerance
+
+THRESHOLD = math.log(1.25)
+WITHIN_SHARE = 0.75
+PERTURBATION = 1e-6
+
+
+class Shape(NamedTuple):
+    warmup: int
+    peak_over_initial: float
+    final_over_peak: float
+    log_amplitude: float
+
+
+def shape(alpha) -> Shape:
+    """Warm-up length (argmax), ratios and log-amplitude of an α_eff curve (NaN if it is not positive)."""
+    a = np.asarray(alpha, np.float64)
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        return Shape(0, float("nan"), float("nan"), float("nan"))
+    k = int(np.argmax(a))
+    po, fo = a[k] / a[0], a[-1] / a[k]
+    return Shape(k, float(po), float(fo), float(max(np.log(po), -np.log(fo))))
+
+
+class Schedule(NamedTuple):
+    finding: Finding
+    autonomous_alpha: np.ndarray  # (T + 1,)
+    autonomous_states: np.ndarray  # (T + 1, H)
+    trajectory_alpha: np.ndarray  # (S, T) median over coordinates of α_eff at the visited states
+    numbers: dict
+
+
+def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, seed: int = 0) -> Schedule:
+    """Schedule of ``rmap`` on the runs ``ev``; ``alpha_visited`` (S, T, N) α_eff at the states each gradient met
+    (computed when None)."""
+    gr = E.gradient_range(ev)
+    zero = E.zero_input(rmap, ev, gr)
+    fd = E.alpha_eff_method(zero, gr)
+    T = ev.steps
+    au = A.autonomous(rmap, T, fd_step=fd)
+    a_auto = np.asarray(au.alpha_eff, np.float64)
+    auto_states = np.asarray(au.states)
+    sh = shape(a_auto)
+    # floating-point sensitivity of the autonomous measure
+    h0 = jnp.asarray(ev.h0)
+    moved = []
+    for j in range(4):
+        d = PERTURBATION * jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), j), h0.shape, h0.dtype)
+        moved.append(shape(np.asarray(A.autonomous(rmap, T, h0=h0 + d, fd_step=fd).alpha_eff)).log_amplitude)
+    moved = np.asarray(moved)
+    interval = (float(np.min(np.append(moved, sh.log_amplitude))), float(np.max(np.append(moved, sh.log_amplitude))))
+    shift = float(np.max(np.abs(moved - sh.log_amplitude))) if np.all(np.isfinite(moved)) else float("inf")
+    tol = sensitivity_tolerance(None, THRESHOLD)
+    # the autonomous trajectory among the visited states
+    within = _within_visited(auto_states[1:], ev.states)
+    # on trajectories
+    if alpha_visited is None:
+        alpha_visited = E.alpha_eff_at(rmap, ev.states_before(), fd)
+    a_traj = np.median(alpha_visited, axis=2)  # (S, T)
+    per_run = np.array([shape(r).log_amplitude for r in a_traj])
+    t_val, t_ci = bootstrap_mean(per_run)
+    traj_shape = shape(np.median(a_traj, axis=0))
+    numbers = {"alpha_eff_method": E.alpha_eff_method_text(fd), "steps": T,
+               "autonomous": {"warmup_length": sh.warmup, "peak_over_initial": sh.peak_over_initial,
+                              "final_over_peak": sh.final_over_peak, "log_amplitude": sh.log_amplitude,
+                              "initial": float(a_auto[0]), "peak": float(np.max(a_auto)), "final": float(a_auto[-1]),
+                              "share_of_steps_among_visited_states": within, "perturbed_shift": shift},
+               "trajectories": {"log_amplitude_mean": t_val, "interval_95": list(t_ci),
+                                "per_run": per_run.tolist(), "median_curve_warmup_length": traj_shape.warmup,
+                                "median_curve_peak_over_initial": traj_shape.peak_over_initial,
+                                "median_curve_final_over_peak": traj_shape.final_over_peak},
+               "zero_input_ratio": zero.ratio}
+    reason = None
+    if not zero.met:
+        reason = zero.reason + "; the autonomous (zero-gradient) system is not an operating regime"
+    elif within < WITHIN_SHARE:
+        reason = (f"the autonomous trajectory runs among the visited states at only {within:.0%} of the steps "
+                  f"(needed {WITHIN_SHARE:.0%})")
+    elif shift > tol:
+        reason = f"the log-amplitude moves by {shift:.3g} under 1e-6 perturbations of h₀ (tolerance {tol:.3g})"
+    kind = []
+    if sh.peak_over_initial > 1.25:
+        kind.append(f"warm-up ×{sh.peak_over_initial:.3g} over {sh.warmup} steps")
+    if sh.final_over_peak < 0.8:
+        kind.append(f"decay to {sh.final_over_peak:.3g} of the peak")
+    text = (f"autonomous α_eff: {' then '.join(kind) or 'flat'} (peak/initial {sh.peak_over_initial:.3g}, final/peak "
+            f"{sh.final_over_peak:.3g}); on trajectories log-amplitude {t_val:.3g} [{t_ci[0]:.3g}, {t_ci[1]:.3g}]")
+    f = finding("schedule", sh.log_amplitude, interval, THRESHOLD, "above",
+                measure="log-amplitude of α_eff along the autonomous trajectory",
+                interval_kind="range under 1e-6 perturbations of h₀ (the autonomous system does not depend on the "
+                              "analysis runs)", text=text, reason=reason)
+    return Schedule(f, a_auto, auto_states, a_traj, numbers)
+
+
+def _within_visited(auto_states, visited) -> float:
+    """Share of steps t at which the autonomous state is within the cloud of states visited at step t."""
+    S, T, N, H = visited.shape
+    hits = 0
+    for t in range(T):
+        v = np.asarray(visited[:, t], np.float64).reshape(-1, H)
+        v = v[np.all(np.isfinite(v), axis=1)]
+        if v.shape[0] == 0:
+            continue
+        c = np.median(v, axis=0)
+        spread = np.median(np.linalg.norm(v - c, axis=1))
+        nearest = np.min(np.linalg.norm(v - auto_states[t], axis=1))
+        hits += nearest <= max(spread, 1e-6 * (1.0 + np.linalg.norm(c)))
+    return hits / T
