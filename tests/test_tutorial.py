@@ -34,4 +34,5 @@ def test_tutorial_runs(tmp_path, capsys):
         pytest.fail(f"docs/tutorial.md no longer runs: {type(e).__name__}: {e}")
     out = capsys.readouterr().out
     assert "seeds converged" in out and "log-log slope" in out
+    assert sum(line.startswith(("momentum: ", "clipping: ", "schedule: ", "adaptation: ")) for line in out.splitlines()) == 4
     assert ns["curve"].points.shape[0] == 82
