@@ -99,9 +99,9 @@ def test_planted_tanh_clipping():
     grads = gradients()
     a = analyze(tanh_clip(alpha, c), grads)
     cl = a.clipping
-    g = np.abs(grads.astype(np.float64))
+    g = np.abs(grads[:, 0].astype(np.float64))  # first-step gradients, met at h0
     g_ref = np.percentile(g[g > 0], 10)
-    g_hi = g.reshape(S, -1).max(axis=1)
+    g_hi = g.max(axis=1)
     kappa = c * (np.tanh(g_hi / c) - np.tanh(g_ref / c)) / ((1 / np.cosh(g_ref / c) ** 2) * (g_hi - g_ref))
     assert cl.finding.verdict == M.PRESENT
     assert cl.finding.value == pytest.approx(1 - kappa.mean(), rel=1e-4)

@@ -41,8 +41,9 @@ RULES = {
                  f"its impulse response r_k = −wᵀJᵏB; present iff β_eff > {_momentum.THRESHOLD} (gates: runs "
                  "converged, a zero gradient is met, the fixed point is stable and within the spread of the final "
                  "states, β_eff stable under 1e-6 perturbations)"),
-    "clipping": ("1 − κ, κ = the update at each run's largest gradient over the linear prediction from the slope at "
-                 f"the 10th percentile of |g| met (max over signs); present iff 1 − κ > {_clipping.THRESHOLD}"),
+    "clipping": ("1 − κ at h₀, κ = the update at each run's largest first-step gradient over the linear prediction "
+                 "from the slope at the 10th percentile of the first-step |g| (max over signs); present iff 1 − κ > "
+                 f"{_clipping.THRESHOLD}"),
     "schedule": ("log-amplitude max(ln peak/initial, ln peak/final) of α_eff along the autonomous trajectory; "
                  f"present iff > ln 1.25 = {_schedule.THRESHOLD:.3f} (gates: a zero gradient is met, the autonomous "
                  f"trajectory runs among the visited states at >= {_schedule.WITHIN_SHARE:.0%} of the steps)"),

@@ -1,8 +1,10 @@
 """Clipping: does the update grow less than linearly over the gradients the optimizer actually meets?
 
-Per analysis run, at the state h where that run met its largest gradient g_hi (the state that gradient entered),
-and for each sign s:  κ_s = |U_h(s·g_hi) − U_h(s·g_ref)| / (|U_h'(s·g_ref)|·(g_hi − g_ref)),  with g_ref the 10th
-percentile of |g| met and U_h' the slope there (autodiff; g_ref ≠ 0, so it exists for sign features too).
+At the initial state h₀, where every run meets its first gradients (the largest, on these tasks), per analysis run
+with g_hi its largest first-step |g|, and for each sign s:
+κ_s = |U(s·g_hi) − U(s·g_ref)| / (|U'(s·g_ref)|·(g_hi − g_ref)),  with g_ref the 10th percentile of the first-step
+|g| of all runs and U' the slope there (autodiff; g_ref ≠ 0, so it exists for sign features too).  Later states are
+not used: mid-run transients can have a near-zero small-gradient slope, which makes the ratio meaningless.
 κ = 1 for a linear update, κ ≈ c/g_hi for a tanh clip at c ≪ g_hi.  κ = max over signs (clipping on both signs is
 required); the deciding number is 1 − κ averaged over runs, with a bootstrap interval over runs.  Present iff
 1 − κ > 0.5, i.e. the largest gradients move the parameters less than half as far as the small-gradient slope
@@ -46,18 +48,15 @@ def _update_and_slope(rmap):
 def clipping(rmap, ev: E.Evidence, *, points: int = 101) -> Clipping:
     """Clipping of ``rmap`` on the runs ``ev`` (see the module docstring)."""
     gr = E.gradient_range(ev)
-    g = np.abs(np.asarray(ev.grads, np.float64))
-    g = np.where(np.isfinite(g), g, -1.0)
-    S, T, N = g.shape
-    flat = g.reshape(S, -1)
-    idx = np.argmax(flat, axis=1)
-    g_hi = flat[np.arange(S), idx]
-    t_hi, i_hi = np.unravel_index(idx, (T, N))
-    before = ev.states_before()
-    h_hi = before[np.arange(S), t_hi, i_hi]  # (S, H)
-    g_ref = float(gr.p10)
+    g0 = np.abs(np.asarray(ev.grads[:, 0], np.float64))  # (S, N) first-step gradients, met at h₀
+    g0 = np.where(np.isfinite(g0), g0, -1.0)
+    S = g0.shape[0]
+    g_hi = g0.max(axis=1)
+    met = g0[g0 > 0]
+    g_ref = float(np.percentile(met, 10)) if met.size else float("nan")
+    h_hi = np.broadcast_to(np.asarray(ev.h0), (S, ev.h0.shape[-1]))
     numbers: dict = {"g_ref": g_ref, "g_hi_median": float(np.median(g_hi)), "threshold": THRESHOLD,
-                     "gradient_range": gr._asdict()}
+                     "gradient_range": gr._asdict(), "state": "h0 (the first step of every run)"}
     us = _update_and_slope(rmap)
     kappa = np.full(S, np.nan)
     ok = np.isfinite(g_ref) & (g_hi > 10 * g_ref)
@@ -89,11 +88,11 @@ def clipping(rmap, ev: E.Evidence, *, points: int = 101) -> Clipping:
                    max_gradient_met=float(gr.max))
     reason = None
     if not ok.any():
-        reason = (f"the gradients met span less than a decade above their 10th percentile ({g_ref:.3g}): "
+        reason = (f"the first-step gradients span less than a decade above their 10th percentile ({g_ref:.3g}): "
                   "saturation cannot be told from a linear update")
-    text = (f"κ = {numbers['kappa_mean']:.3g} (update at the largest gradient met / linear prediction from the slope "
-            f"at |g| = {g_ref:.3g}); at h₀ 90 % of the saturation is reached at |g| = {sat.g90_pos:.3g} / "
+    text = (f"κ = {numbers['kappa_mean']:.3g} (update at each run's largest first-step gradient / linear prediction "
+            f"from the slope at |g| = {g_ref:.3g}); at h₀ 90 % of the saturation is reached at |g| = {sat.g90_pos:.3g} / "
             f"{sat.g90_neg:.3g}, largest |g| met {gr.max:.3g}") if np.isfinite(value) else ""
-    f = finding("clipping", value, ci, THRESHOLD, "above", measure="1 − κ at the state meeting each run's largest "
+    f = finding("clipping", value, ci, THRESHOLD, "above", measure="1 − κ at h₀ up to each run's largest first-step "
                 "gradient", interval_kind="bootstrap over analysis runs", text=text, reason=reason)
     return Clipping(f, kappa, g_ref, g_hi, grid, U0, numbers)
