@@ -44,11 +44,12 @@ RULES = {
     "clipping": ("1 − κ at h₀, κ = the update at each run's largest first-step gradient over the linear prediction "
                  "from the slope at the 10th percentile of the first-step |g| (max over signs); present iff 1 − κ > "
                  f"{_clipping.THRESHOLD}"),
-    "schedule": ("log-amplitude max(ln peak/initial, ln peak/final) of α_eff along the autonomous trajectory; "
+    "schedule": ("log-amplitude ln(max/min) of α_eff along the autonomous trajectory; "
                  f"present iff > ln 1.25 = {_schedule.THRESHOLD:.3f} (gates: a zero gradient is met, the autonomous "
                  f"trajectory runs among the visited states at >= {_schedule.WITHIN_SHARE:.0%} of the steps)"),
     "adaptation": (f"median over {_adaptation.FIT_STEPS} steps in the first half of the run of the slope of ln α_eff "
-                   f"against ln recent RMS gradient (last {_adaptation.WINDOW} steps) across coordinates; present "
+                   f"against ln recent RMS gradient (last {_adaptation.WINDOW} steps) across the coordinates in the top decade "
+                   "of recent RMS; present "
                    f"iff < {_adaptation.THRESHOLD} (RMSProp −1); the S-curve slope is shown beside it"),
 }
 

@@ -2,10 +2,13 @@
 
 Deciding measure, on the trajectories: at 8 fixed steps t spread over the first half of the run (the phase in
 which the optimizer meets large gradients; later the runs have converged and every gradient is tiny), across the
-coordinates of all runs, the least-squares slope of ln α_eff(h_{t,i}) against ln RMS_{t−w<=k<t}(g_{k,i}) (each
-coordinate's running RMS over its last w = 10 gradients: its recent gradient scale); the value is the median slope
-over those steps, with a bootstrap interval over runs (runs resampled, slopes refitted).  RMSProp gives −1, a fixed learning rate 0.  Present iff the slope < −0.2.
-Gates: at least 8 coordinates with α_eff > 0 per step, and running RMS values spanning at least half a decade.
+coordinates of all runs whose recent gradient scale lies in the top decade met at that step, the least-squares
+slope of ln α_eff(h_{t,i}) against ln RMS_{t−w<=k<t}(g_{k,i}) (each coordinate's running RMS over its last w = 10
+gradients: its recent gradient scale); the value is the median slope over those steps, with a bootstrap interval
+over runs (runs resampled, slopes refitted).  The top decade (RMS within 10× of the 99th percentile at that step)
+is where adaptation acts: an RMSProp with ε is flat for √v ≪ ε and has slope −1 beyond, and a fit over every
+coordinate, most of them far below ε, would call it absent.  RMSProp gives −1, a fixed learning rate 0.  Present iff the slope < −0.2.
+Gates: at least 8 coordinates with α_eff > 0 per step in the top decade, spanning at least half a decade.
 
 Beside it, the S-curve: fixed points h*(g*) under constant gradients over the range met (|g*| from the 1st to the
 99th percentile of |g|), α_eff at them and the log-log slope on each arm (converged points only, at least 4 per
@@ -28,6 +31,7 @@ from lorex.mechanisms.finding import Finding, bootstrap, finding, sensitivity_to
 THRESHOLD = -0.2
 FIT_STEPS = 8
 WINDOW = 10
+TOP_DECADES_RATIO = 10.0  # the fit uses coordinates whose recent RMS is within this factor of the step's 99th pct.
 MIN_POINTS = 8
 MIN_DECADES = 0.5
 SCURVE_MIN_POINTS = 4
@@ -64,7 +68,8 @@ def _slope(x, y):
 
 
 def trajectory_slopes(alpha_visited, grads, steps, runs=None) -> np.ndarray:
-    """Pooled slope of ln α_eff vs ln running RMS over the coordinates of ``runs`` at each of ``steps``."""
+    """Pooled slope of ln α_eff vs ln recent RMS at each of ``steps``, over the coordinates of ``runs`` in the top
+    decade of recent RMS at that step."""
     rms = running_rms(grads)
     runs = np.arange(rms.shape[0]) if runs is None else runs
     out = []
@@ -72,6 +77,8 @@ def trajectory_slopes(alpha_visited, grads, steps, runs=None) -> np.ndarray:
         x = np.log(rms[runs, t].ravel())
         a = alpha_visited[runs, t].ravel()
         m = np.isfinite(x) & np.isfinite(a) & (a > 0)
+        if m.any():
+            m &= x >= np.percentile(x[m], 99) - np.log(TOP_DECADES_RATIO)
         out.append(_slope(x[m], np.log(a[m])))
     return np.asarray(out)
 

@@ -1,8 +1,9 @@
 """Schedule: how the effective learning rate α_eff changes with the iteration when the gradients stay small.
 
 Deciding measure, the autonomous system: h_{k+1} = F(h_k, 0) from h₀ for the task's horizon, α_eff(h_k) along
-it.  Its log-amplitude A = max(ln(peak/initial), ln(peak/final)) is 0 for a constant α_eff; a schedule is present
-iff A > ln 1.25 (a warm-up or a decay of more than 25 %).  Gates (else "not applicable"): a zero gradient is met,
+it.  Its log-amplitude A = ln(max α_eff / min α_eff) over the run is 0 for a constant α_eff; a schedule is present
+iff A > ln 1.25 (α_eff changes by more than 25 %: a warm-up, a decay, or a dip then a rise, as a warm-up from a
+trough).  Gates (else "not applicable"): a zero gradient is met,
 and the autonomous trajectory runs among the visited states over most of the run (at >= 75 % of the steps, so
 the first steps, which meet the largest gradients, may lie elsewhere, its distance to the nearest
 state visited at that step is at most the median distance of the visited states to their centroid).  The
@@ -33,20 +34,20 @@ PERTURBATION = 1e-6
 
 
 class Shape(NamedTuple):
-    warmup: int
+    warmup: int  # step of the peak
     peak_over_initial: float
     final_over_peak: float
-    log_amplitude: float
+    trough: int  # step of the minimum
+    log_amplitude: float  # ln(max/min)
 
 
 def shape(alpha) -> Shape:
-    """Warm-up length (argmax), ratios and log-amplitude of an α_eff curve (NaN if it is not positive)."""
+    """Peak and trough steps, ratios and log-amplitude of an α_eff curve (NaN if it is not positive)."""
     a = np.asarray(alpha, np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        return Shape(0, float("nan"), float("nan"), float("nan"))
-    k = int(np.argmax(a))
-    po, fo = a[k] / a[0], a[-1] / a[k]
-    return Shape(k, float(po), float(fo), float(max(np.log(po), -np.log(fo))))
+        return Shape(0, float("nan"), float("nan"), 0, float("nan"))
+    k, j = int(np.argmax(a)), int(np.argmin(a))
+    return Shape(k, float(a[k] / a[0]), float(a[-1] / a[k]), j, float(np.log(a[k] / a[j])))
 
 
 class Schedule(NamedTuple):
@@ -89,7 +90,8 @@ def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, s
     traj_shape = shape(np.median(a_traj, axis=0))
     numbers = {"alpha_eff_method": E.alpha_eff_method_text(fd), "steps": T,
                "autonomous": {"warmup_length": sh.warmup, "peak_over_initial": sh.peak_over_initial,
-                              "final_over_peak": sh.final_over_peak, "log_amplitude": sh.log_amplitude,
+                              "final_over_peak": sh.final_over_peak, "trough_step": sh.trough,
+                              "max_over_min": float(np.exp(sh.log_amplitude)), "log_amplitude": sh.log_amplitude,
                               "initial": float(a_auto[0]), "peak": float(np.max(a_auto)), "final": float(a_auto[-1]),
                               "share_of_steps_among_visited_states": within, "perturbed_shift": shift},
                "trajectories": {"log_amplitude_mean": t_val, "interval_95": list(t_ci),
@@ -106,12 +108,12 @@ def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, s
     elif shift > tol:
         reason = f"the log-amplitude moves by {shift:.3g} under 1e-6 perturbations of h₀ (tolerance {tol:.3g})"
     kind = []
-    if sh.peak_over_initial > 1.25:
-        kind.append(f"warm-up ×{sh.peak_over_initial:.3g} over {sh.warmup} steps")
+    if sh.trough < sh.warmup and np.exp(sh.log_amplitude) > 1.25:
+        kind.append(f"warm-up ×{np.exp(sh.log_amplitude):.3g} from step {sh.trough} to step {sh.warmup}")
     if sh.final_over_peak < 0.8:
         kind.append(f"decay to {sh.final_over_peak:.3g} of the peak")
-    text = (f"autonomous α_eff: {' then '.join(kind) or 'flat'} (peak/initial {sh.peak_over_initial:.3g}, final/peak "
-            f"{sh.final_over_peak:.3g}); on trajectories log-amplitude {t_val:.3g} [{t_ci[0]:.3g}, {t_ci[1]:.3g}]")
+    text = (f"autonomous α_eff: {' then '.join(kind) or 'flat'} (max/min {np.exp(sh.log_amplitude):.3g}, peak/initial "
+            f"{sh.peak_over_initial:.3g}, final/peak {sh.final_over_peak:.3g}); on trajectories log-amplitude {t_val:.3g} [{t_ci[0]:.3g}, {t_ci[1]:.3g}]")
     f = finding("schedule", sh.log_amplitude, interval, THRESHOLD, "above",
                 measure="log-amplitude of α_eff along the autonomous trajectory",
                 interval_kind="range under 1e-6 perturbations of h₀ (the autonomous system does not depend on the "
