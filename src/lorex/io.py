@@ -1,13 +1,16 @@
 """Files a user may load from elsewhere: arrays in ``.npz``, metadata in JSON, never pickle.
 
-Every write is atomic (temporary file in the same folder, fsync, ``os.replace``), so a crash leaves either
-the old file or the new one, never half of one.
+Every write is atomic (temporary file in the same folder, fsync, ``os.replace``, fsync of the folder), so a crash
+leaves either the old file or the new one, never half of one; a failed write (disk full, permissions) raises
+:class:`~lorex.errors.RunError` naming the path and leaves the old file in place. JSON is strict: a non-finite
+number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"``, never as a bare ``Infinity``/``NaN``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -17,30 +20,87 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lorex.errors import LorexError
+from lorex.errors import LorexError, RunError
 
 FORMAT_VERSION = 1
 
 
+TMP_SUFFIX = ".tmp"
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``."""
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, make_parents: bool = True):
+    """Open a temporary file beside ``path``; on success fsync it, rename it onto ``path`` and fsync the folder.
+
+    ``make_parents=False``: the folder must exist (a run folder deleted mid-run is not silently recreated).
+    An OSError (disk full, permission, missing folder) becomes a one-line :class:`RunError` naming ``path``;
+    the temporary file is removed and a previous ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+    tmp = None
     try:
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        tmp = None
+        fsync_dir(path.parent)
+    except OSError as e:
+        raise RunError(str(path), f"write failed ({e.strerror or type(e).__name__}); "
+                       "any previous version of the file is kept") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a rename in ``directory`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_orphaned_tmp(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that writes interrupted by a crash left in ``directory``."""
+    removed = []
+    for p in Path(directory).glob(f".*{TMP_SUFFIX}"):
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def check_out_dir(path: str | os.PathLike, field: str = "--out") -> Path:
+    """Check, without writing anything, that ``path`` is or can become a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LorexError(field, f"{path} is an existing file", "a folder (existing or new)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise LorexError(field, f"{path} lies under {probe}, which is a file", "a folder (existing or new)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise LorexError(field, f"{probe} is not writable", "a folder you may write to")
+    return path
 
 
 def leaf_names(tree) -> list[str]:
@@ -87,9 +147,28 @@ def load_tree(path: str | os.PathLike, template):
 
 
 def save_json(path: str | os.PathLike, obj) -> None:
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-        f.write("\n")
+        f.write(text + "\n")
+
+
+def strict_json(x):
+    """``x`` with arrays as lists and non-finite floats as the strings "inf", "-inf", "nan" (valid JSON)."""
+    if isinstance(x, dict):
+        return {str(k): strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return strict_json(np.asarray(x).tolist())
+    if isinstance(x, np.generic):
+        return strict_json(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, Path):
+        return str(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 def load_json(path: str | os.PathLike) -> dict:
@@ -101,16 +180,6 @@ def load_json(path: str | os.PathLike) -> dict:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LorexError(str(path), f"corrupt JSON ({e.__class__.__name__})") from None
-
-
-def _json_default(x):
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 def versions() -> dict:

@@ -215,7 +215,13 @@ def distill_command(args) -> int:
     task = args.task or meta.get("task")
     if not task:
         raise LorexError("--task", "not given and the optimizer's metadata names none", tasks_mod.names())
-    family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
+    if args.task:
+        family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
+    else:  # named in optimizer.json: a file never imports code
+        from lorex.tasks.base import make_from_file
+
+        family = make_from_file(task, str(lopt.resolve_optimizer_dir(args.optimizer) / lopt.META_FILE),
+                                **_overrides(getattr(args, "set", None)))
     result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
                      tuning_seeds=args.tuning_seeds, progress=True)
     result["optimizer"]["source"] = str(args.optimizer)
