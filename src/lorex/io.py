@@ -87,7 +87,8 @@ def remove_orphaned_tmp(directory: str | os.PathLike) -> list[Path]:
 
 
 def check_out_dir(path: str | os.PathLike, field: str = "--out") -> Path:
-    """Check, without writing anything, that ``path`` is or can become a writable folder."""
+    """Check that ``path`` is or can become a writable folder; leaves nothing behind (a probe folder is made in
+    the nearest existing ancestor and removed at once)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise LorexError(field, f"{path} is an existing file", "a folder (existing or new)")
@@ -100,6 +101,11 @@ def check_out_dir(path: str | os.PathLike, field: str = "--out") -> Path:
         raise LorexError(field, f"{path} lies under {probe}, which is a file", "a folder (existing or new)")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise LorexError(field, f"{probe} is not writable", "a folder you may write to")
+    try:  # access() trusts permissions only; a read-only or special file system shows when we try (and undo)
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".lorex-write-check-"))
+    except OSError as e:
+        raise LorexError(field, f"cannot create files in {probe} ({e.strerror or type(e).__name__})",
+                         "a folder you may write to") from None
     return path
 
 
