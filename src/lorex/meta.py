@@ -404,23 +404,25 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
         st.val_history.append([0, val0])
         st.best_val, st.best_step = (val0 if np.isfinite(val0) else float("inf")), 0
     val = st.best_val
-    while st.step < end:
-        st.params, st.opt_state, loss = meta_step(st.params, st.opt_state, step_keys(cfg, st.step))
-        st.step += 1
-        st.loss_history.append(float(loss))
-        if st.step % cfg.val_every == 0 or st.step == cfg.steps:
-            val = float(validate(st.params))
-            st.val_history.append([st.step, val])
-            if np.isfinite(val) and val < st.best_val:
-                st.best_val, st.best_step = val, st.step
-                st.best_params = jax.tree_util.tree_map(jnp.copy, st.params)
-        bar.update()
-        bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{val:.3f}", best=f"{st.best_val:.3f}",
-                        skipped=st.skipped())
-        if main and (st.step % cfg.checkpoint_every == 0 or st.step == end):
-            st.wall_seconds = time.perf_counter() - t_start
-            save_checkpoint(out, cfg, st)
-    bar.close()
+    try:
+        while st.step < end:
+            st.params, st.opt_state, loss = meta_step(st.params, st.opt_state, step_keys(cfg, st.step))
+            st.step += 1
+            st.loss_history.append(float(loss))
+            if st.step % cfg.val_every == 0 or st.step == cfg.steps:
+                val = float(validate(st.params))
+                st.val_history.append([st.step, val])
+                if np.isfinite(val) and val < st.best_val:
+                    st.best_val, st.best_step = val, st.step
+                    st.best_params = jax.tree_util.tree_map(jnp.copy, st.params)
+            bar.update()
+            bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{val:.3f}", best=f"{st.best_val:.3f}",
+                            skipped=st.skipped())
+            if main and (st.step % cfg.checkpoint_every == 0 or st.step == end):
+                st.wall_seconds = time.perf_counter() - t_start
+                save_checkpoint(out, cfg, st)
+    finally:
+        bar.close()  # the bar's line ends before any error message
     if main and st.step >= cfg.steps:
         finalize(cfg, out, st)
     return out
