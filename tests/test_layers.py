@@ -12,7 +12,7 @@ import lorex
 ROOT = Path(lorex.__file__).parent
 LAYERS = [
     {"errors", "io", "seeds", "plotting"},
-    {"tasks", "lopt", "evaluate", "meta", "baselines", "benchmark"},
+    {"tasks", "lopt", "evaluate", "meta", "baselines", "benchmark", "resources"},
     {"analysis"},
     {"mechanisms"},
     {"distill"},

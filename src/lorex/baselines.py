@@ -3,7 +3,9 @@
 Grid: learning rate log-spaced (``per_decade`` points per decade) × the optimizer's second hyperparameter.
 Objective: the mean over tuning seeds of the per-run mean log loss (:func:`lorex.evaluate.mean_log_loss`), the
 same quantity the learned optimizer is meta-trained on (up to the constant log f₀); a grid point for which any
-tuning run diverges scores +inf. A best value on the edge of its grid is reported as a warning.
+tuning run diverges scores +inf. A best value on the edge of its grid is reported as a warning. When every grid
+point diverges the optimizer is reported as diverged (``Tuned.diverged``, a warning), at the grid point with the
+fewest diverged tuning runs, instead of failing.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class Tuned:
     scores: np.ndarray  # (n_lr, n_second) mean over tuning seeds; +inf where a run diverged
     warnings: list[str]
     notes: list[str] = dataclasses.field(default_factory=list)
+    diverged: bool = False  # every grid point diverged on at least one tuning seed
 
     @property
     def hyperparameters(self) -> dict:
@@ -100,6 +103,7 @@ class Tuned:
     def to_json(self) -> dict:
         return {"optimizer": self.optimizer, "hyperparameters": self.hyperparameters,
                 "tuning_objective": self.objective, "warnings": self.warnings, "notes": self.notes,
+                "tuning_diverged": self.diverged,
                 "grid": {"learning_rate": list(self.grid.learning_rates),
                          self.second_name or "none": list(self.grid.second)}}
 
@@ -113,16 +117,28 @@ def tune(optimizer: str, family, keys: jax.Array, steps: int | None = None, grid
     per_run = _grid_objective(optimizer, family, steps)(
         jnp.asarray(grid.learning_rates, jnp.float32), jnp.asarray(grid.second, jnp.float32), keys)
     per_run = np.asarray(per_run, np.float64)
-    scores = np.where(np.isfinite(per_run).all(axis=-1), per_run.mean(axis=-1), np.inf)
-    if not np.isfinite(scores).any():
-        raise RuntimeError(f"{optimizer}: every grid point diverged on the tuning seeds")
-    i, j = np.unravel_index(np.argmin(scores), scores.shape)
+    finite = np.isfinite(per_run)
+    scores = np.where(finite.all(axis=-1), per_run.mean(axis=-1), np.inf)
     second_name = OPTIMIZERS[optimizer][1]
     msgs, notes = [], []
-    if i in (0, len(grid.learning_rates) - 1) and len(grid.learning_rates) > 1:
+    diverged = not np.isfinite(scores).any()
+    if diverged:
+        # nothing to tune: report the point with the fewest diverged runs (then the best mean of the others)
+        n_div = (~finite).sum(axis=-1)
+        with np.errstate(invalid="ignore"):
+            rest = np.where(finite, per_run, 0.0).sum(axis=-1) / np.maximum(finite.sum(axis=-1), 1)
+        rest = np.where(finite.any(axis=-1), rest, np.inf)
+        order = np.lexsort((rest.ravel(), n_div.ravel()))
+        i, j = np.unravel_index(order[0], scores.shape)
+        msgs.append(f"{optimizer}: DIVERGED: every grid point diverged on the tuning seeds (the fewest, "
+                    f"{int(n_div[i, j])} of {per_run.shape[-1]}, at learning_rate {grid.learning_rates[i]:.3g}, "
+                    "shown)")
+    else:
+        i, j = np.unravel_index(np.argmin(scores), scores.shape)
+    if not diverged and i in (0, len(grid.learning_rates) - 1) and len(grid.learning_rates) > 1:
         msgs.append(f"{optimizer}: best learning_rate {grid.learning_rates[i]:.3g} is on the grid edge "
                     f"[{grid.learning_rates[0]:.3g}, {grid.learning_rates[-1]:.3g}]: not tuned")
-    if second_name and len(grid.second) > 1:
+    if second_name and len(grid.second) > 1 and not diverged:
         on_low = j == 0 and grid.second[0] != NATURAL_LOWER.get(optimizer)
         on_high = j == len(grid.second) - 1
         if on_high and optimizer == "rmsprop" and 1.0 / (1.0 - grid.second[j]) >= 10 * steps:
@@ -136,4 +152,5 @@ def tune(optimizer: str, family, keys: jax.Array, steps: int | None = None, grid
     for m in msgs:
         warnings.warn(m, stacklevel=2)
     return Tuned(optimizer, float(grid.learning_rates[i]), second_name,
-                 float(grid.second[j]) if second_name else None, float(scores[i, j]), grid, scores, msgs, notes)
+                 float(grid.second[j]) if second_name else None, float(scores[i, j]), grid, scores, msgs, notes,
+                 diverged)

@@ -79,7 +79,8 @@ def format_table(result: dict) -> str:
         hp = ", ".join(f"{k}={v:.4g}" for k, v in r["hyperparameters"].items()) or "(learned)"
         fl, ml = r["final_loss"], r["mean_log_loss"]
         lines.append(f"{name:<12} {hp:<40} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
-                     f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}")
+                     f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}"
+                     f"{'  (DIVERGED at every tuning grid point)' if r.get('tuning_diverged') else ''}")
     for w in result["warnings"]:
         lines.append(f"WARNING: {w}")
     for r in result["optimizers"].values():

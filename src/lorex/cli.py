@@ -1,16 +1,19 @@
 """The ``lorex`` command line: train | tune | benchmark | reproduce | distill.
 
-Bad input exits with status 2 and one line naming the field and what is allowed.
+Bad input exits with status 2 and one line naming the field and what is allowed, before any file is written or
+any work is done (the output folder, files read, task fields, and the memory the sizes need are checked first).
+A run that fails (disk full, training that learned nothing) exits with status 1 and one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import math
 import sys
 from pathlib import Path
 
-from lorex.errors import LorexError
+from lorex.errors import MAX_SEED, LorexError, RunError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,12 +41,25 @@ def _positive_float(field):
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: a positive number)") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: a positive number)")
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: a finite positive number)")
         return v
 
     parse.__name__ = field
     return parse
+
+
+def _seed(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed: got {text!r} (allowed: an integer from 0 to 2**63 - 1)") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed: got {v} (allowed: an integer from 0 to 2**63 - 1)")
+    return v
+
+
+_seed.__name__ = "seed"
 
 
 def _overrides(items) -> dict:
@@ -65,11 +81,31 @@ def _family(args):
     return tasks.make(args.task, **_overrides(args.set))
 
 
+def _check_out(path):
+    from lorex import io
+
+    if path is not None:
+        io.check_out_dir(path, "--out")
+
+
+def _check_sizes(family, names, args, learned_hidden=()):
+    """Refuse sizes whose tuning grid or evaluation cannot fit in memory, before compiling anything."""
+    from lorex import resources
+    from lorex.baselines import DEFAULT_TUNING_SEEDS, TUNING_SEEDS
+
+    n_tune = args.tuning_seeds or TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+    steps = getattr(args, "steps", None) or family.steps
+    resources.check_benchmark(family, optimizers=names, tuning_seeds=n_tune,
+                              test_seeds=getattr(args, "test_seeds", 1) or 1, steps=steps,
+                              learned_hidden=list(learned_hidden))
+    return n_tune
+
+
 def _task_args(p, required=True):
     p.add_argument("--task", required=required,
                    help="linreg | rosenbrock | two_moons | module:attribute (a user's task family)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a task config field")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="root seed (default 0)")
 
 
 def _eval_args(p):
@@ -89,14 +125,13 @@ def cmd_tune(args) -> int:
     names = args.optimizers or DEFAULT_OPTIMIZERS
     for n in names:
         check_choice("optimizer", n, OPTIMIZERS)
-    from lorex.baselines import DEFAULT_TUNING_SEEDS, TUNING_SEEDS
-
-    n_tune = args.tuning_seeds or TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+    n_tune = _check_sizes(family, names, args)
     keys = seeds.keys(args.seed, "tuning", n_tune)
     for n in names:
         t = tune(n, family, keys, args.steps)
         hp = ", ".join(f"{k}={v:.4g}" for k, v in t.hyperparameters.items())
-        print(f"{n:<10} {hp:<36} tuning objective {t.objective:.4f}")
+        result = "DIVERGED at every grid point" if t.diverged else f"tuning objective {t.objective:.4f}"
+        print(f"{n:<10} {hp:<36} {result}")
         for w in t.warnings:
             print(f"WARNING: {w}")
     return 0
@@ -108,17 +143,20 @@ def cmd_benchmark(args) -> int:
     from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS
     from lorex.benchmark import format_table, run_benchmark, write_benchmark
     from lorex.errors import check_choice
-    from lorex.lopt import load_optimizer, pretrained_names
+    from lorex.lopt import learned_optimizer, load_params, pretrained_names
 
+    _check_out(args.out)
     family = _family(args)
     names = args.optimizers or DEFAULT_OPTIMIZERS
     for n in names:
         check_choice("optimizer", n, OPTIMIZERS)
-    learned = {}
-    if args.optimizer:
-        learned["learned"] = load_optimizer(args.optimizer)
-    elif not args.no_learned and args.task in pretrained_names():
-        learned["learned"] = load_optimizer(args.task)
+    learned, hidden = {}, []
+    source = args.optimizer or (args.task if not args.no_learned and args.task in pretrained_names() else None)
+    if source:
+        params, config, _ = load_params(source)
+        learned["learned"] = learned_optimizer(params, config)
+        hidden.append(config.hidden)
+    _check_sizes(family, names, args, hidden)
     t0 = time.perf_counter()
     result = run_benchmark(family, seed=args.seed, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds,
                            optimizers=tuple(names), learned=learned, steps=args.steps)
@@ -138,7 +176,10 @@ def cmd_train(args) -> int:
 
         jax.distributed.initialize()  # coordinator, process count and id from the cluster environment
     if args.resume:
-        run_dir = meta.resume(args.resume, progress=True)
+        if args.task and ":" not in args.task:
+            raise LorexError("--task", "with --resume the task comes from the run's run.json; --task is only for "
+                             "confirming a module:attribute task named there", ["module:attribute"])
+        run_dir = meta.resume(args.resume, progress=True, trusted_task=args.task)
     else:
         if not args.task or not args.out:
             raise LorexError("train", "--task and --out are required unless --resume DIR is given",
@@ -150,7 +191,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from lorex import tasks
+    from lorex.baselines import DEFAULT_OPTIMIZERS
     from lorex.report.reproduce import reproduce
+
+    _check_out(args.out)
+    for t in args.tasks or ():
+        if t not in tasks.names():
+            raise LorexError("--tasks", f"unknown task {t!r}", tasks.names())
+    for t in args.tasks or ("linreg", "rosenbrock", "two_moons"):
+        if t in tasks.names():
+            _check_sizes(tasks.make(t), DEFAULT_OPTIMIZERS, args, [256])
 
     out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed,
                     test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds)
@@ -160,15 +211,21 @@ def cmd_reproduce(args) -> int:
 
 def cmd_distill(args) -> int:
     """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
-    from lorex import io, lopt
-    from lorex import tasks as tasks_mod
+    from lorex import io, lopt, tasks
+    from lorex.baselines import DEFAULT_OPTIMIZERS
     from lorex.distill import distill, distill_figure, format_table
+    from lorex.tasks.base import make_from_file
 
-    params, config, meta = lopt.load_params(args.optimizer)
-    task = args.task or meta.get("task")
-    if not task:
-        raise LorexError("--task", "not given and the optimizer's metadata names none", tasks_mod.names())
-    family = tasks_mod.make(task, **_overrides(getattr(args, "set", None)))
+    _check_out(args.out)
+    params, config, md = lopt.load_params(args.optimizer)
+    if args.task:
+        family = _family(args)
+    else:  # a task named in a file: registered names only, never an import
+        source = str(lopt.resolve_optimizer_dir(args.optimizer) / lopt.META_FILE)
+        if md.get("task") is None:
+            raise LorexError("--task", f"not given and {source} names none", tasks.names())
+        family = make_from_file(md.get("task"), source, **_overrides(args.set))
+    _check_sizes(family, DEFAULT_OPTIMIZERS, args, [config.hidden])
     result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
                      tuning_seeds=args.tuning_seeds, progress=True)
     result["optimizer"]["source"] = str(args.optimizer)
@@ -214,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")
     r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons")
     r.add_argument("--retrain", action="store_true", help="meta-train each optimizer from scratch first")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
     r.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
@@ -238,6 +295,9 @@ def main(argv=None) -> int:
     except LorexError as e:
         print(f"lorex: error: {e}", file=sys.stderr)
         return 2
+    except RunError as e:
+        print(f"lorex: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lorex: interrupted", file=sys.stderr)
         return 130

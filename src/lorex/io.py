@@ -1,7 +1,9 @@
 """Files a user may load from elsewhere: arrays in ``.npz``, metadata in JSON, never pickle.
 
-Every write is atomic (temporary file in the same folder, fsync, ``os.replace``), so a crash leaves either
-the old file or the new one, never half of one.
+Every write is atomic (temporary file in the same folder, fsync, ``os.replace``, fsync of the folder), so a crash
+leaves either the old file or the new one, never half of one; a failed write (disk full, permissions) raises
+:class:`~lorex.errors.RunError` naming the path and leaves the old file in place. JSON is strict: a non-finite
+number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"``, never as a bare ``Infinity``/``NaN``.
 """
 
 from __future__ import annotations
@@ -18,30 +20,93 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lorex.errors import LorexError
+from lorex.errors import LorexError, RunError
 
 FORMAT_VERSION = 1
 
 
+TMP_SUFFIX = ".tmp"
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``."""
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, make_parents: bool = True):
+    """Open a temporary file beside ``path``; on success fsync it, rename it onto ``path`` and fsync the folder.
+
+    ``make_parents=False``: the folder must exist (a run folder deleted mid-run is not silently recreated).
+    An OSError (disk full, permission, missing folder) becomes a one-line :class:`RunError` naming ``path``;
+    the temporary file is removed and a previous ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+    tmp = None
     try:
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        tmp = None
+        fsync_dir(path.parent)
+    except OSError as e:
+        raise RunError(str(path), f"write failed ({e.strerror or type(e).__name__}); "
+                       "any previous version of the file is kept") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a rename in ``directory`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_orphaned_tmp(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that writes interrupted by a crash left in ``directory``."""
+    removed = []
+    for p in Path(directory).glob(f".*{TMP_SUFFIX}"):
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def check_out_dir(path: str | os.PathLike, field: str = "--out") -> Path:
+    """Check that ``path`` is or can become a writable folder; leaves nothing behind (a probe folder is made in
+    the nearest existing ancestor and removed at once)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LorexError(field, f"{path} is an existing file", "a folder (existing or new)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise LorexError(field, f"{path} lies under {probe}, which is a file", "a folder (existing or new)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise LorexError(field, f"{probe} is not writable", "a folder you may write to")
+    try:  # access() trusts permissions only; a read-only or special file system shows when we try (and undo)
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".lorex-write-check-"))
+    except OSError as e:
+        raise LorexError(field, f"cannot create files in {probe} ({e.strerror or type(e).__name__})",
+                         "a folder you may write to") from None
+    return path
 
 
 def leaf_names(tree) -> list[str]:
@@ -88,9 +153,38 @@ def load_tree(path: str | os.PathLike, template):
 
 
 def save_json(path: str | os.PathLike, obj) -> None:
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-        f.write("\n")
+        f.write(text + "\n")
+
+
+def _plain(x, nonfinite):
+    """``x`` as plain JSON values: arrays as lists, paths as strings, non-finite floats through ``nonfinite``."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v, nonfinite) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, nonfinite) for v in x]
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return _plain(np.asarray(x).tolist(), nonfinite)
+    if isinstance(x, np.generic):
+        return _plain(x.item(), nonfinite)
+    if isinstance(x, float) and not math.isfinite(x):
+        return nonfinite(x)
+    if isinstance(x, Path):
+        return str(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def strict_json(x):
+    """``x`` with arrays as lists and non-finite floats as the strings "inf", "-inf", "nan" (valid JSON)."""
+    return _plain(x, lambda v: "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+
+
+def json_safe(x):
+    """``x`` with arrays as lists and non-finite floats as None (results.json: null marks a missing number)."""
+    return _plain(x, lambda v: None)
 
 
 def load_json(path: str | os.PathLike) -> dict:
@@ -102,16 +196,6 @@ def load_json(path: str | os.PathLike) -> dict:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LorexError(str(path), f"corrupt JSON ({e.__class__.__name__})") from None
-
-
-def _json_default(x):
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 def versions() -> dict:
@@ -140,20 +224,3 @@ def _jaxlib_version():
         return jaxlib.__version__
     except Exception:  # pragma: no cover
         return None
-
-
-def json_safe(x):
-    """Recursively: numpy → Python, non-finite floats → None (strict JSON), tuples → lists."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_safe(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x

@@ -42,8 +42,8 @@ class LOptConfig:
         check_choice("features", self.features, FEATURES)
         for name in ("input_scale", "output_scale"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v > 0:
-                raise LorexError(name, f"got {v!r}", "a positive number")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                raise LorexError(name, f"got {v!r}", "a finite positive number")
 
     @property
     def input_dim(self) -> int:
@@ -189,12 +189,20 @@ def load_params(name_or_dir: str | Path) -> tuple[Params, LOptConfig, dict]:
 
     d = resolve_optimizer_dir(name_or_dir)
     meta = io.load_json(d / META_FILE)
+    if not isinstance(meta, dict):
+        raise LorexError(str(d / META_FILE), f"expected an object, got {type(meta).__name__}",
+                         "an optimizer.json written by lorex")
     if meta.get("format_version") != io.FORMAT_VERSION:
         raise LorexError(str(d / META_FILE), f"format_version {meta.get('format_version')!r}",
                          [str(io.FORMAT_VERSION)])
+    if not isinstance(meta.get("lopt_config"), dict):
+        raise LorexError(str(d / META_FILE), f"lopt_config is {meta.get('lopt_config')!r}",
+                         "an object with hidden, features, input_scale, output_scale")
     try:
         config = LOptConfig(**meta["lopt_config"])
-    except (KeyError, TypeError) as e:
+    except LorexError as e:
+        raise LorexError(f"{d / META_FILE}: lopt_config.{e.field}", str(e).split(": ", 1)[1]) from None
+    except TypeError as e:
         raise LorexError(str(d / META_FILE), f"bad lopt_config ({e})") from None
     template = init_params(jax.random.PRNGKey(0), config)
     params = jax.tree_util.tree_map(jnp.asarray, io.load_tree(d / PARAMS_FILE, template))

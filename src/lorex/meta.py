@@ -5,12 +5,15 @@ Meta-objective per problem (``objective``): ``log``  L = (1/T) Σ_{t=1..T} log(f
 over a device mesh when there are several devices). The unroll is :func:`lorex.evaluate.run` with the learned
 optimizer's transformation, so meta-training and evaluation execute the same code. The meta-optimizer is optax
 Adam with global-norm clipping and a cosine-decaying rate, wrapped in ``optax.apply_if_finite``: a meta-step whose
-loss or gradient is not finite is skipped and counted. The best parameters by validation loss are kept.
+loss, gradient or updated parameters are not finite is skipped and counted. The best parameters by validation loss
+are kept; a run whose best validation never beats its starting point (or whose every step was skipped) fails with
+:class:`~lorex.errors.RunError` and writes no trained optimizer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import time
@@ -24,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from lorex import io, lopt, seeds, tasks
-from lorex.errors import LorexError, check_choice, check_positive_int
+from lorex.errors import LorexError, RunError, check_choice, check_finite, check_positive_int, check_seed
 from lorex.evaluate import LOG_FLOOR, run
 
 OBJECTIVES = ("log", "ratio", "final")
@@ -60,12 +63,23 @@ class MetaConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.task, str) or not self.task:
+            raise LorexError("task", f"got {self.task!r}", tasks.names() + ["module:attribute"])
+        if not isinstance(self.task_overrides, tuple) or not all(
+                isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.task_overrides):
+            raise LorexError("task_overrides", f"got {self.task_overrides!r}", "FIELD=VALUE pairs")
         for f in ("steps", "batch", "val_every", "val_batch", "checkpoint_every"):
             check_positive_int(f, getattr(self, f))
         check_choice("objective", self.objective, OBJECTIVES)
-        for f in ("meta_lr", "meta_lr_final", "clip"):
-            if not getattr(self, f) > 0:
-                raise LorexError(f, f"got {getattr(self, f)!r}", "a positive number")
+        for f in ("meta_lr", "meta_lr_final", "clip", "input_scale", "output_scale"):
+            check_finite(f, getattr(self, f), positive=True)
+        if self.meta_lr_final > self.meta_lr:
+            raise LorexError("meta_lr_final", f"{self.meta_lr_final} is larger than meta_lr {self.meta_lr}",
+                             "a value <= meta_lr (the rate decays from meta_lr to meta_lr_final)")
+        for f in ("first_order", "remat"):
+            if not isinstance(getattr(self, f), bool):
+                raise LorexError(f, f"got {getattr(self, f)!r}", "true or false")
+        check_seed("seed", self.seed)
         if self.unroll is not None:
             check_positive_int("unroll", self.unroll)
         if self.truncation is not None:
@@ -90,21 +104,41 @@ class MetaConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "MetaConfig":
+    def from_json(cls, d, source: str = "config", trusted_task: str | None = None) -> "MetaConfig":
+        """The config stored in a file (``source`` names it in errors).
+
+        A file never imports code: its ``task`` must be a registered name, unless it equals ``trusted_task``
+        (a ``module:attribute`` the user passed on the command line).
+        """
+        if not isinstance(d, dict):
+            raise LorexError(source, f"expected an object, got {type(d).__name__}", "a config written by lorex")
         d = dict(d)
-        d["task_overrides"] = tuple(sorted((k, _hashable(v)) for k, v in d.get("task_overrides", {}).items()))
         fields = {f.name for f in dataclasses.fields(cls)}
         bad = set(d) - fields
         if bad:
-            raise LorexError("config", f"unknown fields {sorted(bad)}", sorted(fields))
-        return cls(**d)
+            raise LorexError(source, f"unknown fields {sorted(bad)}", sorted(fields))
+        task = d.get("task", cls.task)
+        if not (isinstance(task, str) and task in tasks.names()) and task != trusted_task:
+            from lorex.tasks.base import make_from_file
+
+            make_from_file(task, source)  # raises: files may only name registered tasks
+        overrides = d.get("task_overrides", {})
+        if not isinstance(overrides, dict):
+            raise LorexError(f"{source}.task_overrides", f"got {overrides!r}", "an object FIELD: VALUE")
+        d["task_overrides"] = tuple(sorted((k, _hashable(v)) for k, v in overrides.items()))
+        try:
+            return cls(**d)
+        except LorexError as e:
+            raise LorexError(f"{source}.{e.field}", str(e).split(": ", 1)[1]) from None
+        except (TypeError, ValueError) as e:
+            raise LorexError(source, f"invalid config ({type(e).__name__}: {e})") from None
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _hashable(v):
-    return tuple(v) if isinstance(v, list) else v
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
 # Shipped CPU defaults per task (what `lorex train --task T` uses unless told otherwise).
@@ -169,9 +203,7 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
     the vmapped unroll over devices and all-reduces the mean and the meta-gradient.
     """
     mesh = mesh or batch_mesh()
-    if cfg.batch % mesh.size:
-        raise LorexError("batch", f"{cfg.batch} is not divisible by the {mesh.size} devices",
-                         f"a multiple of {mesh.size}")
+    check_batch(cfg, mesh)
     horizon = cfg.horizon()
     opt = meta_optimizer(cfg)
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -179,10 +211,8 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
 
     def meta_step(params, opt_state, keys):
         loss, grads = jax.value_and_grad(batch_objective)(params, keys, cfg, family, horizon)
-        # a non-finite loss poisons the gradient, so apply_if_finite skips the step
-        grads = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params, opt_state = guarded_update(opt, params, opt_state, grads, loss)
+        return params, opt_state, loss
 
     jitted = jax.jit(meta_step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
 
@@ -191,6 +221,34 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
 
     step.lower = lambda p, s, k: jitted.lower(p, s, shard_batch(k, split))
     return step
+
+
+def check_batch(cfg: MetaConfig, mesh: Mesh | None = None) -> None:
+    """The batch of problems is split over the devices, so it must divide by their number."""
+    n = (mesh or batch_mesh()).size
+    if cfg.batch % n:
+        raise LorexError("batch", f"{cfg.batch} is not divisible by the {n} devices", f"a multiple of {n}")
+
+
+def guarded_update(opt, params, opt_state, grads, loss):
+    """Apply one meta-optimizer step unless the loss, the gradient or the updated parameters are not finite.
+
+    ``opt`` is :func:`meta_optimizer` (``apply_if_finite`` skips non-finite losses and gradients); an update that
+    overflows finite parameters (e.g. a huge meta learning rate) is skipped here too, counted the same way, so a
+    non-finite parameter can never be applied or checkpointed.
+    """
+    grads = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
+    updates, new_state = opt.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(new_params)]))
+    skipped_here = jnp.logical_and(new_state.last_finite, jnp.logical_not(ok))  # not yet counted as skipped
+    keep_old = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    state = new_state._replace(
+        inner_state=keep_old(new_state.inner_state, opt_state.inner_state),
+        notfinite_count=jnp.where(skipped_here, opt_state.notfinite_count + 1, new_state.notfinite_count),
+        last_finite=jnp.logical_and(new_state.last_finite, ok),
+        total_notfinite=jnp.where(skipped_here, opt_state.total_notfinite + 1, new_state.total_notfinite))
+    return keep_old(new_params, params), state
 
 
 def shard_batch(keys, sharding: NamedSharding) -> jax.Array:
@@ -246,8 +304,15 @@ def save_checkpoint(run_dir: Path, cfg: MetaConfig, st: TrainState) -> None:
     arrays["loss_history"] = np.asarray(st.loss_history, np.float64)
     arrays["val_history"] = np.asarray(st.val_history, np.float64).reshape(-1, 2)
     arrays["config_digest"] = np.asarray(cfg.digest())
-    with io.atomic_write(run_dir / CHECKPOINT_FILE) as f:
+    _check_run_dir(run_dir)
+    with io.atomic_write(run_dir / CHECKPOINT_FILE, make_parents=False) as f:
         np.savez(f, **arrays)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if not (run_dir / RUN_FILE).is_file():
+        raise RunError(str(run_dir), f"the run folder (its {RUN_FILE}) disappeared during the run; stopped without "
+                       "recreating it")
 
 
 def load_checkpoint(run_dir: Path, cfg: MetaConfig) -> TrainState:
@@ -282,7 +347,7 @@ def load_checkpoint(run_dir: Path, cfg: MetaConfig) -> TrainState:
 def train(cfg: MetaConfig, out: str | Path, *, progress: bool = True, stop_after: int | None = None) -> Path:
     """Meta-train from scratch into the run folder ``out``; returns it. ``stop_after`` ends early (for tests)."""
     out = Path(out)
-    cfg.family()  # validate the task before writing anything
+    check_before_work(cfg, out)  # everything that can be checked before anything is written
     if jax.process_index() == 0:
         if (out / RUN_FILE).exists():
             raise LorexError("out", f"{out} already holds a run", ["a new folder", f"--resume {out}"])
@@ -291,16 +356,40 @@ def train(cfg: MetaConfig, out: str | Path, *, progress: bool = True, stop_after
     return _loop(cfg, out, init_state(cfg), progress, stop_after)
 
 
-def resume(out: str | Path, *, progress: bool = True, stop_after: int | None = None) -> Path:
+def check_before_work(cfg: MetaConfig, out: Path) -> None:
+    """Validate the task, the output folder, the batch against the devices and the memory a meta-step needs."""
+    from lorex import resources
+
+    io.check_out_dir(out, "out")
+    family = cfg.family()
+    check_batch(cfg)
+    resources.check_training(cfg, family)
+
+
+def resume(out: str | Path, *, progress: bool = True, stop_after: int | None = None,
+           trusted_task: str | None = None) -> Path:
     """Continue the run in ``out`` from its last checkpoint (or from scratch if it has none yet)."""
     out = Path(out)
-    meta = io.load_json(out / RUN_FILE)
-    if meta.get("format_version") != io.FORMAT_VERSION:
-        raise LorexError(str(out / RUN_FILE), f"format_version {meta.get('format_version')!r}",
-                         [str(io.FORMAT_VERSION)])
-    cfg = MetaConfig.from_json(meta["config"])
+    cfg = load_run_config(out, trusted_task)
+    check_before_work(cfg, out)
     st = load_checkpoint(out, cfg) if (out / CHECKPOINT_FILE).exists() else init_state(cfg)
+    if jax.process_index() == 0:
+        io.remove_orphaned_tmp(out)  # temporary files of writes a crash interrupted
     return _loop(cfg, out, st, progress, stop_after)
+
+
+def load_run_config(out: str | Path, trusted_task: str | None = None) -> MetaConfig:
+    """The :class:`MetaConfig` of the run folder ``out`` (its run.json); a task there must be a registered name
+    unless it equals ``trusted_task`` (given by the user on the command line)."""
+    path = Path(out) / RUN_FILE
+    meta = io.load_json(path)
+    if not isinstance(meta, dict):
+        raise LorexError(str(path), f"expected an object, got {type(meta).__name__}", "a run.json written by lorex")
+    if meta.get("format_version") != io.FORMAT_VERSION:
+        raise LorexError(str(path), f"format_version {meta.get('format_version')!r}", [str(io.FORMAT_VERSION)])
+    if "config" not in meta:
+        raise LorexError(str(path), "has no config", "a run.json written by lorex")
+    return MetaConfig.from_json(meta["config"], f"{path}: config", trusted_task)
 
 
 def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after: int | None) -> Path:
@@ -312,31 +401,50 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
     bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task}", disable=not (progress and main),
                dynamic_ncols=True)
     t_start = time.perf_counter() - st.wall_seconds
+    if st.step == 0 and not st.val_history:  # the starting point: training must beat it
+        val0 = float(validate(st.params))
+        st.val_history.append([0, val0])
+        st.best_val, st.best_step = (val0 if np.isfinite(val0) else float("inf")), 0
     val = st.best_val
-    while st.step < end:
-        st.params, st.opt_state, loss = meta_step(st.params, st.opt_state, step_keys(cfg, st.step))
-        st.step += 1
-        st.loss_history.append(float(loss))
-        if st.step % cfg.val_every == 0 or st.step == cfg.steps:
-            val = float(validate(st.params))
-            st.val_history.append([st.step, val])
-            if np.isfinite(val) and val < st.best_val:
-                st.best_val, st.best_step = val, st.step
-                st.best_params = jax.tree_util.tree_map(jnp.copy, st.params)
-        bar.update()
-        bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{val:.3f}", best=f"{st.best_val:.3f}",
-                        skipped=st.skipped())
-        if main and (st.step % cfg.checkpoint_every == 0 or st.step == end):
-            st.wall_seconds = time.perf_counter() - t_start
-            save_checkpoint(out, cfg, st)
-    bar.close()
+    try:
+        while st.step < end:
+            st.params, st.opt_state, loss = meta_step(st.params, st.opt_state, step_keys(cfg, st.step))
+            st.step += 1
+            st.loss_history.append(float(loss))
+            if st.step % cfg.val_every == 0 or st.step == cfg.steps:
+                val = float(validate(st.params))
+                st.val_history.append([st.step, val])
+                if np.isfinite(val) and val < st.best_val:
+                    st.best_val, st.best_step = val, st.step
+                    st.best_params = jax.tree_util.tree_map(jnp.copy, st.params)
+            bar.update()
+            bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{val:.3f}", best=f"{st.best_val:.3f}",
+                            skipped=st.skipped())
+            if main and (st.step % cfg.checkpoint_every == 0 or st.step == end):
+                st.wall_seconds = time.perf_counter() - t_start
+                save_checkpoint(out, cfg, st)
+    finally:
+        bar.close()  # the bar's line ends before any error message
     if main and st.step >= cfg.steps:
         finalize(cfg, out, st)
     return out
 
 
 def finalize(cfg: MetaConfig, out: Path, st: TrainState) -> None:
-    """Write the trained optimizer (best-by-validation parameters) with its metadata."""
+    """Write the trained optimizer (best-by-validation parameters) with its metadata.
+
+    Raises :class:`RunError` (and writes nothing) when every meta-step was skipped or the best validation never
+    beat the starting point: the untrained weights are not a trained optimizer.
+    """
+    _check_run_dir(out)
+    start = st.val_history[0][1] if st.val_history and st.val_history[0][0] == 0 else None
+    if st.step > 0 and st.skipped() >= st.step:
+        raise RunError(str(out), f"all {st.step} meta-steps were skipped (non-finite loss, gradient or update); "
+                       "no trained optimizer written (try a smaller --meta-lr or --clip)")
+    if st.best_step <= 0:
+        raise RunError(str(out), f"the best validation objective ({st.best_val:.4g}) never beat the starting point "
+                       f"({start if start is None else format(start, '.4g')}) in {st.step} meta-steps; no trained "
+                       "optimizer written (try more --steps or another --meta-lr)")
     meta = {"task": cfg.task, "config": cfg.to_json(), "seed": cfg.seed, "wall_seconds": st.wall_seconds,
             "meta_steps": st.step, "best_step": st.best_step, "best_validation": st.best_val,
             "skipped_steps": st.skipped(), "meta_loss_history": st.loss_history,

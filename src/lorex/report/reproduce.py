@@ -88,7 +88,7 @@ def _resolve_optimizer(task, out: Path, retrain: bool, seed: int, optimizers: di
         d = out / "optimizers" / task
         mcfg = meta.default_config(task, seed=seed, **(train_overrides or {}))
         if (d / meta.RUN_FILE).exists():
-            stored = meta.MetaConfig.from_json(io.load_json(d / meta.RUN_FILE)["config"])
+            stored = meta.load_run_config(d)
             if stored.digest() != mcfg.digest():
                 raise LorexError(str(d), "holds a meta-training run with another configuration",
                                  "a new --out folder, or delete that run")

@@ -4,6 +4,12 @@ A = √m · U diag(√λ) Qᵀ with U (m×n) orthonormal columns and Q (n×n) or
 has eigenvalues λ exactly, log-uniform in [λmin, λmax] (with ``pin_extremes`` the two extremes are set exactly).
 The loss is the excess loss f(x) − f(x*) = ½ Σᵢ λᵢ ((Qᵀ(x − x*))ᵢ)², computed in the eigenbasis: never as a
 difference of two float32 losses, which cancels to noise exactly where optimizers are compared.
+
+U and Q are Haar-distributed (uniform over orthonormal frames): the Q factor of a Gaussian matrix with the signs
+fixed so that R has a positive diagonal. The QR is computed by Householder reflections written as matmuls
+(:func:`random_orthonormal`), not by ``jnp.linalg.qr``: jaxlib 0.10.x's CPU LAPACK kernels deadlock when two batched
+QR calls run at once (both threads of XLA's pool wait for chunks nobody runs), which the vmapped sampler at n = 20
+did within a few hundred calls.
 """
 
 from __future__ import annotations
@@ -15,6 +21,30 @@ import jax
 import jax.numpy as jnp
 
 from lorex.tasks.base import check_field, register
+
+
+def random_orthonormal(key: jax.Array, rows: int, cols: int) -> jax.Array:
+    """A Haar-distributed (rows, cols) matrix with orthonormal columns (rows >= cols), from matmuls only.
+
+    Householder QR of a standard Gaussian matrix G = QR, with the columns of Q multiplied by sign(diag R) so that
+    R has a positive diagonal; that Q is uniformly distributed over orthonormal frames (Mezzadri 2007). No LAPACK
+    call, so nothing here can meet jaxlib's batched-LAPACK deadlock, whatever the batch.
+    """
+    G = jax.random.normal(key, (rows, cols))
+    row = jnp.arange(rows)
+
+    def reflect(k, carry):
+        R, Q = carry  # R = H_{k-1}…H_0 G (zero below the diagonal in columns < k), Q = H_0…H_{k-1}
+        x = jnp.where(row >= k, R[:, k], 0.0)
+        sign = jnp.where(x[k] >= 0, 1.0, -1.0)
+        v = x.at[k].add(sign * jnp.sqrt(jnp.sum(x * x)))
+        vv = jnp.sum(v * v)
+        beta = jnp.where(vv > 0, 2.0 / jnp.where(vv > 0, vv, 1.0), 0.0)  # H_k = I − β v vᵀ
+        return R - beta * jnp.outer(v, v @ R), Q - beta * jnp.outer(Q @ v, v)
+
+    R, Q = jax.lax.fori_loop(0, cols, reflect, (G, jnp.eye(rows, dtype=G.dtype)))
+    d = jnp.where(jnp.diagonal(R)[:cols] >= 0, 1.0, -1.0)
+    return Q[:, :cols] * d
 
 
 class LinregProblem(NamedTuple):
@@ -49,8 +79,8 @@ class Linreg:
     def sample(self, key: jax.Array) -> LinregProblem:
         kq, ku, kl, kx, kn = jax.random.split(key, 5)
         n, m = self.n, self.m
-        Q, _ = jnp.linalg.qr(jax.random.normal(kq, (n, n)))
-        U, _ = jnp.linalg.qr(jax.random.normal(ku, (m, n)))
+        Q = random_orthonormal(kq, n, n)
+        U = random_orthonormal(ku, m, n)
         lo, hi = jnp.log(self.lambda_min), jnp.log(self.lambda_max)
         lam = jnp.exp(jax.random.uniform(kl, (n,), minval=lo, maxval=hi))
         if self.pin_extremes:
