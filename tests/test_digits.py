@@ -205,7 +205,8 @@ def test_cli_set_data_missing_is_one_line(tmp_path, capsys):
 def test_tiny_train_and_benchmark_with_accuracy(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = main(["train", "--task", "digits", "--set", "channels=(2,)", "--set", "batch=4", "--out", str(run_dir),
-                 "--steps", "3", "--batch", "2", "--unroll", "6", "--val-every", "3", "--val-batch", "2"])
+                 "--steps", "3", "--batch", "2", "--unroll", "6", "--truncation", "3", "--val-every", "3",
+                 "--val-batch", "2"])
     assert code == 0
     info = json.loads((run_dir / "optimizer.json").read_text())
     assert info["meta_steps"] == 3 and info["config"]["input_scale"] == meta.TASK_DEFAULTS["digits"]["input_scale"]
@@ -222,3 +223,16 @@ def test_tiny_train_and_benchmark_with_accuracy(tmp_path, capsys):
         acc = row["metrics"]["accuracy"]
         assert 0.0 <= acc["mean"] <= 1.0 and acc["se"] >= 0
     assert (tmp_path / "bench" / "performance_digits.png").exists()
+
+
+def test_table_shows_metric_columns_only_for_families_with_metrics():
+    from lorex.benchmark import format_table
+
+    row = {"kind": "baseline", "hyperparameters": {"learning_rate": 0.1}, "diverged": 0,
+           "final_loss": {"mean": 0.5, "se": 0.01}, "mean_log_loss": {"mean": -1.0, "se": 0.02}}
+    result = {"task": "t", "test_seeds": 2, "steps": 5, "warnings": [], "optimizers": {"sgd": row}}
+    plain = format_table(result)
+    assert "accuracy" not in plain and plain.splitlines()[2].endswith("0")
+    result["optimizers"]["sgd"] = {**row, "metrics": {"accuracy": {"mean": 0.9123, "se": 0.0045}}}
+    lines = format_table(result).splitlines()
+    assert "accuracy (mean ± s.e.)" in lines[1] and "0.9123 ± 0.0045" in lines[2]
