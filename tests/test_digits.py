@@ -153,6 +153,7 @@ def test_mnist_folder(tmp_path, gz):
     np.testing.assert_allclose(d["x_train"][3, 0, 0], np.round(arrays["train_images"][3, :2, :2].mean()))
     problem, params = problem_and_params(f, jax.random.PRNGKey(0))
     assert params["linear"]["w"].shape == (3 * 3 * 3, 10)
+    assert lorex.tasks.make("digits", data=str(tmp_path / "mnist")).n_params() == 1394  # as documented
     assert np.isfinite(float(f.loss(params, f.minibatch(problem, 0))))
     assert lorex.tasks.make("digits", data=str(tmp_path / "mnist"), heldout=5, **TINY).metrics(params, problem)
 

@@ -15,7 +15,7 @@ are shipped as a 45 kB array file rather than read from scikit-learn at run time
 dependencies (scikit-learn would add scipy, joblib and threadpoolctl for one 115 kB array). A fixed permutation
 (``split_seed``) holds out ``heldout`` images (default 297, leaving 1500 for training). With ``data=DIR`` the four
 standard MNIST IDX files in ``DIR`` are read instead (:mod:`lorex.tasks.idx`, gzipped or not): the images are
-downsampled 28×28 → 14×14 by 2×2 averaging (the same network then ends in a 3×3×8 map, 1354 parameters), the 60000
+downsampled 28×28 → 14×14 by 2×2 averaging (the same network then ends in a 3×3×8 map, 1394 parameters), the 60000
 training images are the training part and the held-out part is the first ``heldout`` t10k images (default: all).
 Pixels are standardized by the training part's mean and standard deviation.
 
