@@ -8,8 +8,8 @@ import lorex
 from lorex.errors import LorexError
 from lorex.evaluate import problem_and_params
 
-TASKS = ["linreg", "rosenbrock", "two_moons"]
-SMALL = {"two_moons": {"hidden": (8,), "n_points": 32}}
+TASKS = ["linreg", "rosenbrock", "two_moons", "digits"]
+SMALL = {"two_moons": {"hidden": (8,), "n_points": 32}, "digits": {"channels": (2,), "batch": 4}}
 
 
 def family(name):

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from lorex import io, seeds
 from lorex.baselines import DEFAULT_OPTIMIZERS, DEFAULT_TUNING_SEEDS, TUNING_SEEDS, tune
-from lorex.evaluate import evaluate, summarize
+from lorex.evaluate import evaluate_with_metrics, summarize, summarize_metrics
 
 
 def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
@@ -18,7 +18,9 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
                   progress: bool = True) -> dict:
     """Tune each baseline, then evaluate it and each learned optimizer (name → optax transformation).
 
-    Returns a JSON-ready dict: per optimizer its hyperparameters, warnings and :func:`summarize` statistics.
+    Returns a JSON-ready dict: per optimizer its hyperparameters, warnings and :func:`summarize` statistics, plus
+    ``metrics`` ({name: {mean, se}} of the final parameters, e.g. held-out accuracy) for a family that defines
+    ``metrics(params, problem)``.
     """
     steps = family.steps if steps is None else steps
     if tuning_seeds is None:
@@ -33,19 +35,27 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
         t0 = time.perf_counter()
         tuned = tune(name, family, tune_keys, steps)
         t_tune = time.perf_counter() - t0
-        stats = summarize(evaluate(tuned.transformation(), family, test_keys, steps))
+        stats = _stats(tuned.transformation(), family, test_keys, steps)
         rows[name] = {"kind": "baseline", **tuned.to_json(), "tune_seconds": t_tune, **stats}
         all_warnings += tuned.warnings
         bar.update()
     for name, tx in learned.items():
         bar.set_postfix_str(f"evaluating {name}")
         rows[name] = {"kind": "learned", "optimizer": name, "hyperparameters": {}, "warnings": [],
-                      **summarize(evaluate(tx, family, test_keys, steps))}
+                      **_stats(tx, family, test_keys, steps)}
         bar.update()
     bar.close()
     return {"task": getattr(family, "name", type(family).__name__), "steps": steps, "seed": seed,
             "tuning_seeds": tuning_seeds, "test_seeds": test_seeds, "optimizers": rows,
             "warnings": all_warnings, "comparison": compare(rows)}
+
+
+def _stats(tx, family, keys, steps) -> dict:
+    curves, metrics = evaluate_with_metrics(tx, family, keys, steps)
+    stats = summarize(curves)
+    if metrics:
+        stats["metrics"] = summarize_metrics(metrics)
+    return stats
 
 
 def compare(rows: dict) -> dict:
@@ -72,15 +82,20 @@ def compare(rows: dict) -> dict:
 
 def format_table(result: dict) -> str:
     """The benchmark as a plain-text table."""
+    metric_names = list(dict.fromkeys(m for r in result["optimizers"].values() for m in r.get("metrics", {})))
     lines = [f"task {result['task']}: {result['test_seeds']} test seeds, {result['steps']} steps",
              f"{'optimizer':<12} {'hyperparameters':<40} {'final loss (mean ± s.e.)':<26} "
-             f"{'mean log loss':<18} diverged"]
+             f"{'mean log loss':<18} diverged" + "".join(f"  {m + ' (mean ± s.e.)':<24}" for m in metric_names)]
     for name, r in result["optimizers"].items():
         hp = ", ".join(f"{k}={v:.4g}" for k, v in r["hyperparameters"].items()) or "(learned)"
         fl, ml = r["final_loss"], r["mean_log_loss"]
+        extra = ""
+        for m in metric_names:
+            v = r.get("metrics", {}).get(m)
+            extra += f"  {'':<24}" if v is None else f"  {v['mean']:.4f} ± {v['se']:.4f}{'':<7}"
         lines.append(f"{name:<12} {hp:<40} {fl['mean']:.3e} ± {fl['se']:.1e}{'':<5} "
-                     f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']}"
-                     f"{'  (DIVERGED at every tuning grid point)' if r.get('tuning_diverged') else ''}")
+                     f"{ml['mean']:8.3f} ± {ml['se']:.3f}  {r['diverged']:<8}{extra}".rstrip()
+                     + ("  (DIVERGED at every tuning grid point)" if r.get("tuning_diverged") else ""))
     for w in result["warnings"]:
         lines.append(f"WARNING: {w}")
     for r in result["optimizers"].values():

@@ -25,21 +25,27 @@ def problem_and_params(family, key: jax.Array) -> tuple[Any, Any]:
     return problem, family.init(k_init, problem)
 
 
-def run(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *, remat: bool = False,
-        truncation: int | None = None, first_order: bool = False) -> jax.Array:
-    """Losses (steps + 1,) of one run of ``tx`` on the problem of ``key``; index 0 is before the first step.
+def step_view(family):
+    """``view(problem, t)``: what the loss sees at optimization step ``t`` (a family's optional ``minibatch``).
 
-    Differentiable in anything ``tx`` closes over (this is also the meta-training unroll). ``remat`` recomputes
-    each step in the backward pass (``jax.checkpoint``) instead of storing it; ``truncation=K`` stops gradients
-    through the carry every K steps (truncated backpropagation; ``steps`` must be a multiple of K);
-    ``first_order`` treats the optimizee's gradients as constants in the backward pass (drops the Hessian terms
-    of the meta-gradient, as in Andrychowicz et al. 2016).
+    A stochastic family (``digits``) defines ``minibatch(problem, step)`` returning the data of step ``step`` (drawn
+    from the problem's own key, so it is a pure function of both); every other family sees the same problem at
+    every step. Keeping the hook optional leaves ``loss(params, problem)`` and every existing or user family as
+    they were.
     """
-    problem, params = problem_and_params(family, key)
+    minibatch = getattr(family, "minibatch", None)
+    return minibatch if minibatch is not None else (lambda problem, step: problem)
 
-    def body(carry, _):
+
+def unroll(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *, remat: bool = False,
+           truncation: int | None = None, first_order: bool = False) -> tuple[jax.Array, Any, Any]:
+    """``(losses, final_params, problem)`` of one run; see :func:`run` (which returns the losses only)."""
+    problem, params = problem_and_params(family, key)
+    view = step_view(family)
+
+    def body(carry, t):
         params, state = carry
-        loss, grads = jax.value_and_grad(family.loss)(params, problem)
+        loss, grads = jax.value_and_grad(family.loss)(params, view(problem, t))
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         updates, state = tx.update(grads, state, params)
@@ -48,18 +54,34 @@ def run(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *,
     if remat:
         body = jax.checkpoint(body)
     carry = (params, tx.init(params))
+    ts = jnp.arange(steps)
     if truncation is None or truncation >= steps:
-        carry, losses = jax.lax.scan(body, carry, None, length=steps)
+        carry, losses = jax.lax.scan(body, carry, ts)
     else:
         if steps % truncation:
             raise ValueError(f"steps ({steps}) must be a multiple of truncation ({truncation})")
 
-        def window(carry, _):
-            return jax.lax.scan(body, jax.lax.stop_gradient(carry), None, length=truncation)
+        def window(carry, ts_window):
+            return jax.lax.scan(body, jax.lax.stop_gradient(carry), ts_window)
 
-        carry, losses = jax.lax.scan(window, carry, None, length=steps // truncation)
+        carry, losses = jax.lax.scan(window, carry, ts.reshape(-1, truncation))
         losses = losses.reshape(-1)
-    return jnp.concatenate([losses, family.loss(carry[0], problem)[None]])
+    final = family.loss(carry[0], view(problem, steps))
+    return jnp.concatenate([losses, final[None]]), carry[0], problem
+
+
+def run(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *, remat: bool = False,
+        truncation: int | None = None, first_order: bool = False) -> jax.Array:
+    """Losses (steps + 1,) of one run of ``tx`` on the problem of ``key``; index 0 is before the first step.
+
+    Loss t is that of the parameters after t steps on the data of step t (:func:`step_view`; the same problem at
+    every step except for stochastic families). Differentiable in anything ``tx`` closes over (this is also the
+    meta-training unroll). ``remat`` recomputes each step in the backward pass (``jax.checkpoint``) instead of
+    storing it; ``truncation=K`` stops gradients through the carry every K steps (truncated backpropagation;
+    ``steps`` must be a multiple of K); ``first_order`` treats the optimizee's gradients as constants in the
+    backward pass (drops the Hessian terms of the meta-gradient, as in Andrychowicz et al. 2016).
+    """
+    return unroll(tx, family, key, steps, remat=remat, truncation=truncation, first_order=first_order)[0]
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,6 +97,43 @@ def evaluate(tx: optax.GradientTransformation, family, keys: jax.Array, steps: i
     """
     steps = family.steps if steps is None else check_positive_int("steps", steps)
     return _compiled(tx, family, steps)(keys)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_metrics(tx, family, steps: int):
+    def one(k):
+        losses, params, problem = unroll(tx, family, k, steps)
+        return losses, family.metrics(params, problem)
+
+    return jax.jit(jax.vmap(one))
+
+
+def has_metrics(family) -> bool:
+    """Whether the family reports extra metrics of the final parameters (optional ``metrics(params, problem)``)."""
+    return callable(getattr(family, "metrics", None))
+
+
+def evaluate_with_metrics(tx: optax.GradientTransformation, family, keys: jax.Array,
+                          steps: int | None = None) -> tuple[jax.Array, dict]:
+    """Like :func:`evaluate`, plus the family's metrics of each run's final parameters: ``{name: (len(keys),)}``.
+
+    A family may define ``metrics(params, problem) -> {name: scalar}`` (``digits``: held-out accuracy); for a
+    family without it the dict is empty.
+    """
+    steps = family.steps if steps is None else check_positive_int("steps", steps)
+    if not has_metrics(family):
+        return evaluate(tx, family, keys, steps), {}
+    return _compiled_metrics(tx, family, steps)(keys)
+
+
+def summarize_metrics(metrics: dict) -> dict:
+    """``{name: {"mean", "se"}}`` over runs of each metric from :func:`evaluate_with_metrics`."""
+    out = {}
+    for name, v in metrics.items():
+        v = np.asarray(v, np.float64)
+        se = float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+        out[name] = {"mean": float(np.mean(v)), "se": se}
+    return out
 
 
 def mean_log_loss(losses: jax.Array) -> jax.Array:

@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 from lorex import lopt
 from lorex.analysis._common import initial_state, input_of, split_map
 from lorex.errors import check_positive_int
-from lorex.evaluate import problem_and_params
+from lorex.evaluate import problem_and_params, step_view
 
 
 class Trajectory(NamedTuple):
@@ -35,21 +35,23 @@ def record_map_trajectory(rmap, family, key: jax.Array, steps: int | None = None
     cell = jax.vmap(lambda h, g: step(h, input_of(g, input_dim, input_index).astype(h.dtype)))
     out = jax.vmap(ro)
 
+    view = step_view(family)  # the data of step t, as in evaluation and meta-training (minibatch families)
+
     def run(key):
         problem, params0 = problem_and_params(family, key)
         flat0, unravel = ravel_pytree(params0)
 
-        def body(carry, _):
+        def body(carry, t):
             flat, h = carry
-            loss, grads = jax.value_and_grad(family.loss)(unravel(flat), problem)
+            loss, grads = jax.value_and_grad(family.loss)(unravel(flat), view(problem, t))
             g, _ = ravel_pytree(grads)
             h = cell(h, g.astype(h.dtype))
             u = out(h).astype(flat.dtype)
             return (flat + u, h), (h, g, u, loss, flat)
 
         carry0 = (flat0, jnp.broadcast_to(h0, (flat0.size, h0.shape[-1])))
-        (flat, _), (hs, gs, us, losses, flats) = jax.lax.scan(body, carry0, None, length=steps)
-        final = family.loss(unravel(flat), problem)
+        (flat, _), (hs, gs, us, losses, flats) = jax.lax.scan(body, carry0, jnp.arange(steps))
+        final = family.loss(unravel(flat), view(problem, steps))
         return Trajectory(hs, gs, us, jnp.concatenate([losses, final[None]]),
                           jnp.concatenate([flats, flat[None]]))
 

@@ -74,7 +74,8 @@ def trajectory_slopes(alpha_visited, grads, steps, runs=None) -> np.ndarray:
     runs = np.arange(rms.shape[0]) if runs is None else runs
     out = []
     for t in steps:
-        x = np.log(rms[runs, t].ravel())
+        with np.errstate(divide="ignore"):  # a coordinate that never got a gradient has RMS 0: dropped below
+            x = np.log(rms[runs, t].ravel())
         a = alpha_visited[runs, t].ravel()
         m = np.isfinite(x) & np.isfinite(a) & (a > 0)
         if m.any():
@@ -106,7 +107,8 @@ def adaptation(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None,
     ci = bootstrap(stat, S, n_boot=200) if np.isfinite(value) else (np.nan, np.nan)
     mid = steps[len(steps) // 2]
     rms = running_rms(ev.grads)
-    x, a = np.log(rms[:, mid].ravel()), alpha_visited[:, mid].ravel()
+    with np.errstate(divide="ignore"):
+        x, a = np.log(rms[:, mid].ravel()), alpha_visited[:, mid].ravel()
     m = np.isfinite(x) & np.isfinite(a) & (a > 0)
     scatter = (x[m], np.log(a[m]))
     share_pos = float(np.mean(alpha_visited[:, steps] > 0))

@@ -22,6 +22,7 @@ ARM_COLORS = {1: "tab:blue", -1: "tab:orange"}
 def task_schematic(ax, family) -> None:
     """The task itself, as in the top row of the paper's Figure 1: an ill-conditioned quadratic's contours (linear
     regression), the Rosenbrock valley, or the two-moons data; a user task gets its name only."""
+    from lorex.tasks.digits import Digits
     from lorex.tasks.linreg import Linreg
     from lorex.tasks.rosenbrock import Rosenbrock
     from lorex.tasks.two_moons import TwoMoons
@@ -50,6 +51,13 @@ def task_schematic(ax, family) -> None:
             ax.plot(xy[lab == c, 0], xy[lab == c, 1], "o", ms=2.5, color=col, label=f"class {c}")
         ax.set_title(f"two moons: MLP 2→{'→'.join(map(str, family.hidden))}→1", fontsize=9)
         ax.legend(frameon=False, fontsize=7)
+    elif isinstance(family, Digits):
+        x = np.asarray(family._arrays()["x_train"][:16], np.float64)
+        side = x.shape[1]
+        tiles = x.reshape(4, 4, side, side).transpose(0, 2, 1, 3).reshape(4 * side, 4 * side)
+        ax.imshow(tiles, cmap="gray_r")
+        ax.set_title(f"digits: CNN, {side}×{side} images, minibatches of {family.batch}", fontsize=9)
+        ax.set_axis_off()
     else:
         ax.text(0.5, 0.5, getattr(family, "name", type(family).__name__), ha="center", va="center")
         ax.set_axis_off()
