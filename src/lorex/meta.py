@@ -222,10 +222,16 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
 
     jitted = jax.jit(meta_step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
 
-    def step(params, opt_state, keys):
-        return jitted(params, opt_state, shard_batch(keys, split))
+    def place(params, opt_state):
+        # the state enters with the sharding the step returns it with (replicated over the mesh): a fresh or loaded
+        # state sits on one device, and without this the second call would compile the step a second time
+        return jax.device_put((params, opt_state), replicated)
 
-    step.lower = lambda p, s, k: jitted.lower(p, s, shard_batch(k, split))
+    def step(params, opt_state, keys):
+        return jitted(*place(params, opt_state), shard_batch(keys, split))
+
+    step.lower = lambda p, s, k: jitted.lower(*place(p, s), shard_batch(k, split))
+    step.compilations = jitted._cache_size  # how many times the step was compiled (tests: exactly once)
     return step
 
 
