@@ -1,5 +1,10 @@
+import os
+
 import jax
 import pytest
+
+# Tests that call the CLI in-process must not write to the user's cache folder (the persistent-cache test sets its own)
+os.environ.setdefault("LOREX_COMPILATION_CACHE", "off")
 
 
 @pytest.fixture

@@ -35,3 +35,20 @@ def test_load_tree_errors(tmp_path):
     with pytest.raises(LorexError, match="another config"):
         io.load_tree(tmp_path / "t.npz", {"v": np.ones(3, np.float32)})
     np.testing.assert_array_equal(io.load_tree(tmp_path / "t.npz", {"w": np.zeros(3, np.float32)})["w"], np.ones(3))
+
+
+def test_the_cli_keeps_a_persistent_compilation_cache(tmp_path):
+    """`lorex` writes compiled programs into $LOREX_COMPILATION_CACHE (and writes none with `off`)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from lorex.cli import main; import sys; sys.exit(main(['tune', '--task', 'linreg', '--steps', '20', "
+            "'--tuning-seeds', '2', '--optimizers', 'momentum']))")
+    cache = tmp_path / "cache"
+    for setting in ("off", str(cache)):
+        env = {**os.environ, "LOREX_COMPILATION_CACHE": setting}
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
+        if setting == "off":
+            assert not cache.exists()
+    assert cache.is_dir() and any(cache.iterdir())

@@ -288,8 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from lorex.io import enable_compilation_cache
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()  # a second run skips compilation; LOREX_COMPILATION_CACHE=off turns it off
     try:
         return args.func(args)
     except LorexError as e:

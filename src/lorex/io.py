@@ -224,3 +224,33 @@ def _jaxlib_version():
         return jaxlib.__version__
     except Exception:  # pragma: no cover
         return None
+
+
+CACHE_ENV = "LOREX_COMPILATION_CACHE"
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where the ``lorex`` command keeps JAX's persistent compilation cache: ``$LOREX_COMPILATION_CACHE`` if it names a
+    folder, none if it is ``off`` (or 0, no, false), else ``$XDG_CACHE_HOME/lorex/jax`` (default ``~/.cache``)."""
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in ("off", "0", "no", "false"):
+        return None
+    if setting:
+        return Path(setting).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lorex" / "jax"
+
+
+def enable_compilation_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache in :func:`compilation_cache_dir` (programs that took over 0.5 s to
+    compile), so a second run of the same command skips compiling them; returns the folder, or None when off or when
+    the folder cannot be made (the run then simply compiles)."""
+    path = compilation_cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
