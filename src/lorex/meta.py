@@ -13,7 +13,6 @@ are kept; a run whose best validation never beats its starting point (or whose e
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import time

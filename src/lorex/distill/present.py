@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import sys
 from pathlib import Path
 
 import numpy as np

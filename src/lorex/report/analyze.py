@@ -180,7 +180,7 @@ def _pictures(rmap, ev: M.Evidence, an: M.Analysis, opts: AnalysisOptions, task:
         mom["modes"] = modes
         h_star = np.asarray(mo.fixed_point)
         i_dir = dom if dom is not None else 0
-        R, L = np.asarray(mo.modes.right_eigenvectors), np.asarray(mo.modes.left_eigenvectors)
+        R = np.asarray(mo.modes.right_eigenvectors)
         direction = np.real(R[:, i_dir])
         direction = direction / (np.linalg.norm(direction) or 1.0)
         # offsets spanning the visited states along that mode (1st to 99th percentile of their coordinate on it)

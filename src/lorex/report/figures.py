@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 import numpy as np
 
-from lorex.plotting import COLORS, plot_curves, plt, save, symlog_axis  # noqa: F401  (re-exported)
+from lorex.plotting import COLORS, plot_curves, plt, save
 
 # ----------------------------------------------------------------------------------------- the paper's figures
 # Each takes the benchmark result or the (numbers, arrays) of :func:`lorex.report.analyze.analyze_task`.

@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from lorex import io, lopt, meta, seeds
 from lorex import tasks as tasks_mod
 from lorex.baselines import DEFAULT_OPTIMIZERS
