@@ -74,26 +74,24 @@ def analyze(rmap, ev: Evidence, *, task: str | None = None, polyak=None, seed: i
             scurve_points: int = 21, relax_steps: int = 2000, progress=None) -> Analysis:
     """Every mechanism of ``rmap`` on ``ev``; ``task`` labels the findings; ``polyak`` = (α*, β*) if known."""
     say = progress or (lambda msg: None)
-    gr = gradient_range(ev)
-    zero = evidence.zero_input(rmap, ev, gr)
-    fd = evidence.alpha_eff_method(zero, gr)
+    op = evidence.operating(rmap, ev)
     say("α_eff at the visited states")
-    alpha_visited = evidence.alpha_eff_at(rmap, ev.states_before(), fd)
+    alpha_visited = evidence.alpha_eff_at(rmap, ev.states_before(), op.fd_step)
     say("momentum")
-    mo = momentum(rmap, ev, polyak=polyak, seed=seed, fp_seeds=fp_seeds)
+    mo = momentum(rmap, ev, polyak=polyak, seed=seed, fp_seeds=fp_seeds, operating=op)
     say("clipping")
     cl = clipping(rmap, ev)
     say("schedule")
-    sc = schedule(rmap, ev, alpha_visited=alpha_visited, seed=seed)
+    sc = schedule(rmap, ev, alpha_visited=alpha_visited, seed=seed, operating=op)
     say("adaptation")
     ad = adaptation(rmap, ev, alpha_visited=alpha_visited, h_start=mo.fixed_point, scurve_points=scurve_points,
-                    relax_steps=relax_steps)
+                    relax_steps=relax_steps, operating=op)
     if task is not None:
         mo = mo._replace(finding=dataclasses.replace(mo.finding, task=task))
         cl = cl._replace(finding=dataclasses.replace(cl.finding, task=task))
         sc = sc._replace(finding=dataclasses.replace(sc.finding, task=task))
         ad = ad._replace(finding=dataclasses.replace(ad.finding, task=task))
-    return Analysis(mo, cl, sc, ad, gr, zero, fd)
+    return Analysis(mo, cl, sc, ad, op.gradients, op.zero, op.fd_step)
 
 
 __all__ = [

@@ -67,10 +67,9 @@ def _slope(x, y):
     return float(np.sum(xm * (y - y.mean())) / np.sum(xm * xm))
 
 
-def trajectory_slopes(alpha_visited, grads, steps, runs=None) -> np.ndarray:
-    """Pooled slope of ln α_eff vs ln recent RMS at each of ``steps``, over the coordinates of ``runs`` in the top
-    decade of recent RMS at that step."""
-    rms = running_rms(grads)
+def trajectory_slopes(alpha_visited, rms, steps, runs=None) -> np.ndarray:
+    """Pooled slope of ln α_eff vs ln recent RMS (``rms`` from :func:`running_rms`) at each of ``steps``, over the
+    coordinates of ``runs`` in the top decade of recent RMS at that step."""
     runs = np.arange(rms.shape[0]) if runs is None else runs
     out = []
     for t in steps:
@@ -85,28 +84,28 @@ def trajectory_slopes(alpha_visited, grads, steps, runs=None) -> np.ndarray:
 
 
 def adaptation(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, h_start=None,
-               scurve_points: int = 21, newton_steps: int = 20, relax_steps: int = 2000) -> Adaptation:
-    """Adaptation of ``rmap`` on the runs ``ev``; ``alpha_visited`` as in :func:`lorex.mechanisms.schedule`;
-    ``h_start``: where the S-curve starts (the convergence fixed point when valid; default the centroid of the
-    final states)."""
-    gr = E.gradient_range(ev)
-    zero = E.zero_input(rmap, ev, gr)
-    fd = E.alpha_eff_method(zero, gr)
+               scurve_points: int = 21, newton_steps: int = 20, relax_steps: int = 2000,
+               operating: E.Operating | None = None) -> Adaptation:
+    """Adaptation of ``rmap`` on the runs ``ev``; ``alpha_visited`` and ``operating`` as in
+    :func:`lorex.mechanisms.schedule`; ``h_start``: where the S-curve starts (the convergence fixed point when valid;
+    default the centroid of the final states)."""
+    op = operating or E.operating(rmap, ev)
+    gr, fd = op.gradients, op.fd_step
     if alpha_visited is None:
         alpha_visited = E.alpha_eff_at(rmap, ev.states_before(), fd)
     T = ev.steps
     steps = np.unique(np.linspace(max(1, T // (2 * FIT_STEPS)), max(1, T // 2), FIT_STEPS).round().astype(int))
-    slopes = trajectory_slopes(alpha_visited, ev.grads, steps)
+    rms = running_rms(ev.grads)
+    slopes = trajectory_slopes(alpha_visited, rms, steps)
     value = float(np.nanmedian(slopes)) if np.any(np.isfinite(slopes)) else float("nan")
     S = ev.n_runs
 
     def stat(idx):
-        s = trajectory_slopes(alpha_visited, ev.grads, steps, idx)
+        s = trajectory_slopes(alpha_visited, rms, steps, idx)
         return float(np.nanmedian(s)) if np.any(np.isfinite(s)) else np.nan
 
     ci = bootstrap(stat, S, n_boot=200) if np.isfinite(value) else (np.nan, np.nan)
     mid = steps[len(steps) // 2]
-    rms = running_rms(ev.grads)
     with np.errstate(divide="ignore"):
         x, a = np.log(rms[:, mid].ravel()), alpha_visited[:, mid].ravel()
     m = np.isfinite(x) & np.isfinite(a) & (a > 0)

@@ -156,6 +156,21 @@ def zero_input(rmap, ev: Evidence, grange: GradientRange | None = None) -> ZeroI
                                 "sign features, which jump at 0"))
 
 
+class Operating(NamedTuple):
+    """The operating range of one optimizer on its runs, shared by the mechanisms (computed once by ``analyze``)."""
+
+    gradients: GradientRange
+    zero: ZeroInput
+    fd_step: float | None  # α_eff's finite-difference step; None = autodiff at g = 0
+
+
+def operating(rmap, ev: Evidence) -> Operating:
+    """Gradient range, whether a zero gradient is met, and the α_eff method that follows from it."""
+    gr = gradient_range(ev)
+    zero = zero_input(rmap, ev, gr)
+    return Operating(gr, zero, alpha_eff_method(zero, gr))
+
+
 def alpha_eff_method(zero: ZeroInput, grange: GradientRange) -> float | None:
     """The finite-difference step δ for α_eff (None = autodiff at g = 0; see the module docstring)."""
     return None if zero.met else float(grange.median)

@@ -83,20 +83,22 @@ def _na(reason, gates, text="") -> Momentum:
 
 
 def momentum(rmap, ev: E.Evidence, *, polyak: tuple[float, float] | None = None, seed: int = 0, fp_seeds: int = 256,
-             fp_noise: float = 0.01, adam_steps: int = 500, newton_steps: int = 20) -> Momentum:
+             fp_noise: float = 0.01, adam_steps: int = 500, newton_steps: int = 20,
+             operating: E.Operating | None = None) -> Momentum:
     """Momentum of the recurrent map ``rmap`` on the runs ``ev`` (see the module docstring).
 
-    ``polyak``: the optimal heavy ball (α*, β*) of the task, when known, to compare with.
+    ``polyak``: the optimal heavy ball (α*, β*) of the task, when known, to compare with; ``operating``:
+    :func:`evidence.operating` of these runs (computed when None).
     """
     H = ev.states.shape[-1]
     dt = ev.states.dtype
     conv = E.converged_runs(ev)
-    gr = E.gradient_range(ev)
+    op = operating or E.operating(rmap, ev)
     gates: dict = {"runs": ev.n_runs, "converged_runs": int(conv.sum())}
     if not conv.any():
         return _na(f"no run converged (gradients never shrank {1 / E.CONVERGED_SHRINK:.0f}× over a run): there is "
                    "no convergence state to linearize around", gates)
-    zero = E.zero_input(rmap, ev, gr)
+    zero = op.zero
     gates["zero_input_ratio"] = zero.ratio
     if not zero.met:
         return _na(zero.reason + "; the zero-gradient fixed point is not an operating point", gates)

@@ -58,12 +58,12 @@ class Schedule(NamedTuple):
     numbers: dict
 
 
-def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, seed: int = 0) -> Schedule:
-    """Schedule of ``rmap`` on the runs ``ev``; ``alpha_visited`` (S, T, N) α_eff at the states each gradient met
-    (computed when None)."""
-    gr = E.gradient_range(ev)
-    zero = E.zero_input(rmap, ev, gr)
-    fd = E.alpha_eff_method(zero, gr)
+def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, seed: int = 0,
+             operating: E.Operating | None = None) -> Schedule:
+    """Schedule of ``rmap`` on the runs ``ev``; ``alpha_visited`` (S, T, N) α_eff at the states each gradient met and
+    ``operating`` (:func:`evidence.operating`) are computed when None."""
+    op = operating or E.operating(rmap, ev)
+    zero, fd = op.zero, op.fd_step
     T = ev.steps
     # h₀ and four 1e-6 perturbations of it in one compiled call (floating-point sensitivity of the measure)
     h0 = jnp.asarray(ev.h0)
