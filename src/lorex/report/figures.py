@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import jax
@@ -94,15 +95,8 @@ def task_performance_figure(result: dict, stem, family=None) -> list[Path]:
 
 def _not_applicable(ax, finding: dict | None, what: str) -> None:
     reason = (finding or {}).get("reason") or "no valid operating point"
-    words, lines, line = reason.split(), [], ""
-    for w in words:
-        if len(line) + len(w) > 45:
-            lines.append(line)
-            line = ""
-        line += (" " if line else "") + w
-    lines.append(line)
-    ax.text(0.5, 0.5, f"{what}: not applicable\n\n" + "\n".join(lines), ha="center", va="center", fontsize=7,
-            transform=ax.transAxes)
+    ax.text(0.5, 0.5, f"{what}: not applicable\n\n" + textwrap.fill(reason, 45), ha="center", va="center",
+            fontsize=7, transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
 
