@@ -58,6 +58,30 @@ def _stats(tx, family, keys, steps) -> dict:
     return stats
 
 
+def benchmark_population(members: dict, config, family, benchmark: dict) -> dict:
+    """Every member of a population ({seed: weights}, one architecture ``config``) on ``benchmark``'s test seeds,
+    against the baselines tuned there (tuned once, for all members), in one compiled call.
+
+    Per member: its statistics and the comparison with the best baseline on mean log loss and on final loss;
+    ``wins``: how many members beat the best baseline by more than two standard errors, per metric.
+    """
+    from lorex.evaluate import evaluate_population
+
+    test_keys = seeds.keys(benchmark["seed"], "test", benchmark["test_seeds"])
+    curves, metrics = evaluate_population(list(members.values()), config, family, test_keys, benchmark["steps"])
+    base = {n: r for n, r in benchmark["optimizers"].items() if r["kind"] == "baseline"}
+    out = {}
+    for i, seed in enumerate(members):
+        stats = summarize(curves[i])
+        if metrics:
+            stats["metrics"] = summarize_metrics({k: v[i] for k, v in metrics.items()})
+        cmp = compare({**base, "member": {"kind": "learned", **stats}}).get("member", {})
+        out[str(seed)] = {**stats, "comparison": cmp}
+    wins = {m: sum(bool(r["comparison"].get(m, {}).get("beats_by_2se")) for r in out.values())
+            for m in ("mean_log_loss", "final_loss")}
+    return {"members": out, "n": len(out), "wins": wins}
+
+
 def compare(rows: dict) -> dict:
     """Each learned optimizer against the best baseline on each metric: ratio and difference in standard errors."""
     base = {k: v for k, v in rows.items() if v["kind"] == "baseline"}

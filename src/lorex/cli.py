@@ -169,24 +169,35 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from lorex import meta
+    from lorex import lopt, meta
 
     if args.distributed:
         import jax
 
         jax.distributed.initialize()  # coordinator, process count and id from the cluster environment
+    if args.seeds is not None and args.seed != 0:
+        raise LorexError("--seeds", "given with --seed", ["--seed K (one optimizer)", "--seeds K1 K2 ... (a population)"])
     if args.resume:
         if args.task and ":" not in args.task:
             raise LorexError("--task", "with --resume the task comes from the run's run.json; --task is only for "
                              "confirming a module:attribute task named there", ["module:attribute"])
-        run_dir = meta.resume(args.resume, progress=True, trusted_task=args.task)
+        members = [] if (args.resume / meta.RUN_FILE).exists() else meta.population_members(args.resume)
+        if members:  # a population folder: continue every unfinished member
+            run_dirs = [d if (d / lopt.META_FILE).exists() else meta.resume(d, progress=True, trusted_task=args.task)
+                        for d in members]
+        else:
+            run_dirs = [meta.resume(args.resume, progress=True, trusted_task=args.task)]
     else:
         if not args.task or not args.out:
             raise LorexError("train", "--task and --out are required unless --resume DIR is given",
                              ["--task T --out DIR", "--resume DIR"])
         cfg = meta.config_from_args(args, _overrides(args.set))
-        run_dir = meta.train(cfg, args.out, progress=True)
-    print(f"trained optimizer in {run_dir}")
+        if args.seeds is not None:
+            run_dirs = meta.train_population(cfg, args.seeds, args.out, progress=True)
+        else:
+            run_dirs = [meta.train(cfg, args.out, progress=True)]
+    for d in run_dirs:
+        print(f"trained optimizer in {d}")
     return 0
 
 
@@ -204,7 +215,7 @@ def cmd_reproduce(args) -> int:
             _check_sizes(tasks.make(t), DEFAULT_OPTIMIZERS, args, [256])
 
     out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed,
-                    test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds)
+                    test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, members=args.members)
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -262,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="meta-train a learned optimizer")
     _task_args(tr, required=False)
     add_train_arguments(tr, _positive_int, _positive_float)
-    tr.add_argument("--out", type=Path, help="run folder")
-    tr.add_argument("--resume", type=Path, help="continue the run in this folder")
+    tr.add_argument("--seeds", type=_seed, nargs="+", default=None, metavar="SEED",
+                    help="a population: one optimizer per root seed, each in OUT/seed-<k> (rerun to continue)")
+    tr.add_argument("--out", type=Path, help="run folder (with --seeds: the population's folder)")
+    tr.add_argument("--resume", type=Path, help="continue the run in this folder (or every member of a population)")
     tr.add_argument("--distributed", action="store_true",
                     help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
     tr.set_defaults(func=cmd_train)
@@ -274,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
     r.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
+    r.add_argument("--members", type=_positive_int("members"), default=5,
+                   help="optimizers per task: the reference and the other members of its population (default 5; "
+                        "1 = the reference alone)")
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
     r.set_defaults(func=cmd_reproduce)
 

@@ -126,6 +126,28 @@ def evaluate_with_metrics(tx: optax.GradientTransformation, family, keys: jax.Ar
     return _compiled_metrics(tx, family, steps)(keys)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_population(config, family, steps: int, with_metrics: bool):
+    from lorex.lopt import learned_optimizer
+
+    def one(params, k):
+        losses, final_params, problem = unroll(learned_optimizer(params, config), family, k, steps)
+        return losses, (family.metrics(final_params, problem) if with_metrics else {})
+
+    # the weights are an argument: one compiled program serves every population of this architecture and task
+    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+
+
+def evaluate_population(params_list, config, family, keys: jax.Array,
+                        steps: int | None = None) -> tuple[jax.Array, dict]:
+    """Every learned optimizer of one architecture ``config`` (a list of weight pytrees, e.g. a population's
+    members) on the problems of ``keys``, in one compiled, vmapped call: (curves (M, len(keys), steps + 1),
+    metrics {name: (M, len(keys))}), as :func:`evaluate_with_metrics` gives for each."""
+    steps = family.steps if steps is None else check_positive_int("steps", steps)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params_list)
+    return _compiled_population(config, family, steps, has_metrics(family))(stacked, keys)
+
+
 def summarize_metrics(metrics: dict) -> dict:
     """``{name: {"mean", "se"}}`` over runs of each metric from :func:`evaluate_with_metrics`."""
     out = {}

@@ -172,22 +172,86 @@ def pretrained_names() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / META_FILE).exists())
 
 
-def resolve_optimizer_dir(name_or_dir: str | Path) -> Path:
-    """A shipped optimizer's name (``"linreg"``…) or a run folder → the folder that holds it."""
+MEMBER_PREFIX = "seed-"  # population members live in <folder>/seed-<k> (meta-training root seed k)
+PRESET_NAMES = ("paper",)  # shipped variants of a task's optimizer trained with a preset, in <folder>/<preset>
+
+
+def _base_dir(name_or_dir: str | Path) -> Path | None:
     p = Path(name_or_dir)
-    if (p / META_FILE).exists():
+    if (p / META_FILE).exists() or seed_folders(p):
         return p
     if str(name_or_dir) in pretrained_names():
         return PRETRAINED_DIR / str(name_or_dir)
-    raise LorexError("optimizer", f"{str(name_or_dir)!r} is neither a shipped optimizer nor a folder holding "
-                     f"{META_FILE}", pretrained_names() + ["a run folder written by `lorex train`"])
+    return None
 
 
-def load_params(name_or_dir: str | Path) -> tuple[Params, LOptConfig, dict]:
-    """(params, config, metadata) of a shipped optimizer or of a run folder."""
+def seed_folders(p: str | Path, marker: str = META_FILE) -> dict[int, Path]:
+    """The member folders ``p/seed-<k>`` that hold ``marker`` (a trained optimizer by default), by seed k."""
+    p, out = Path(p), {}
+    if p.is_dir():
+        for d in p.glob(f"{MEMBER_PREFIX}*"):
+            tail = d.name[len(MEMBER_PREFIX):]
+            if tail.isdigit() and (d / marker).exists():
+                out[int(tail)] = d
+    return dict(sorted(out.items()))
+
+
+def member_dirs(name_or_dir: str | Path) -> dict[int, Path]:
+    """The trained optimizers of a population, by meta-training root seed (sorted).
+
+    A shipped name: its reference optimizer (under its own seed, 0) and the members shipped beside it; a folder
+    written by ``lorex train --seeds``: its ``seed-<k>`` members; a single run folder: itself.
+    """
     from lorex import io
 
-    d = resolve_optimizer_dir(name_or_dir)
+    base = _base_dir(name_or_dir)
+    if base is None:
+        resolve_optimizer_dir(name_or_dir)  # raises the error that names what is allowed
+    found = seed_folders(base)
+    if (base / META_FILE).exists():
+        own = io.load_json(base / META_FILE)
+        seed = own.get("seed", 0) if isinstance(own, dict) else 0
+        found.setdefault(int(seed) if isinstance(seed, int) else 0, base)
+    return dict(sorted(found.items()))
+
+
+def resolve_optimizer_dir(name_or_dir: str | Path, *, seed: int | None = None, preset: str | None = None) -> Path:
+    """A shipped optimizer's name (``"linreg"``…) or a run folder → the folder that holds it.
+
+    ``seed=k``: member k of the population (:func:`member_dirs`); ``preset="paper"``: the optimizer trained with
+    that preset (shipped beside the task's reference, in ``<name>/paper``).
+    """
+    base = _base_dir(name_or_dir)
+    if base is None:
+        raise LorexError("optimizer", f"{str(name_or_dir)!r} is neither a shipped optimizer nor a folder holding "
+                         f"{META_FILE}", pretrained_names() + ["a run folder written by `lorex train`"])
+    if preset is not None:
+        if preset not in PRESET_NAMES:
+            raise LorexError("preset", f"got {preset!r}", list(PRESET_NAMES))
+        if seed is not None:
+            raise LorexError("seed", "given with preset", "one of seed= (a population member) or preset=")
+        if not (base / preset / META_FILE).exists():
+            have = [n for n in PRESET_NAMES if (base / n / META_FILE).exists()]
+            raise LorexError("preset", f"{str(name_or_dir)!r} has no {preset!r} optimizer",
+                             have or ["none shipped for this optimizer"])
+        return base / preset
+    if seed is None:
+        if (base / META_FILE).exists():
+            return base
+        raise LorexError("seed", f"{base} is a population; say which member", [str(k) for k in member_dirs(base)])
+    members = member_dirs(base)
+    if seed not in members:
+        raise LorexError("seed", f"{str(name_or_dir)!r} has no member {seed!r}", [str(k) for k in members])
+    return members[seed]
+
+
+def load_params(name_or_dir: str | Path, *, seed: int | None = None,
+                preset: str | None = None) -> tuple[Params, LOptConfig, dict]:
+    """(params, config, metadata) of a shipped optimizer or of a run folder (``seed``/``preset``: see
+    :func:`resolve_optimizer_dir`)."""
+    from lorex import io
+
+    d = resolve_optimizer_dir(name_or_dir, seed=seed, preset=preset)
     meta = io.load_json(d / META_FILE)
     if not isinstance(meta, dict):
         raise LorexError(str(d / META_FILE), f"expected an object, got {type(meta).__name__}",
@@ -209,7 +273,12 @@ def load_params(name_or_dir: str | Path) -> tuple[Params, LOptConfig, dict]:
     return params, config, meta
 
 
-def load_optimizer(name_or_dir: str | Path) -> optax.GradientTransformationExtraArgs:
-    """A trained learned optimizer as an optax transformation, from a shipped name or a run folder."""
-    params, config, _ = load_params(name_or_dir)
+def load_optimizer(name_or_dir: str | Path, *, seed: int | None = None,
+                   preset: str | None = None) -> optax.GradientTransformationExtraArgs:
+    """A trained learned optimizer as an optax transformation, from a shipped name or a run folder.
+
+    ``load_optimizer("linreg")`` is the task's reference optimizer; ``seed=k`` member k of its population
+    (k = 0…4 shipped; 0 is the reference); ``preset="paper"`` the GRU-256 one where shipped.
+    """
+    params, config, _ = load_params(name_or_dir, seed=seed, preset=preset)
     return learned_optimizer(params, config)

@@ -12,6 +12,7 @@ are kept; a run whose best validation never beats its starting point (or whose e
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -161,8 +162,19 @@ TASK_DEFAULTS: dict[str, dict] = {
 }
 
 
-def default_config(task: str, **overrides) -> MetaConfig:
-    return MetaConfig(task=task, **{**TASK_DEFAULTS.get(task, {}), **overrides})
+# Presets on top of a task's defaults. "paper": the paper's optimizer size, GRU-256, and 32 problems per
+# meta-step. Full backpropagation through the unroll where it is stable (linreg, digits); where the task's defaults
+# replace it (Rosenbrock: truncated first-order meta-gradients, since full second-order ones reached norms ~1e25;
+# two moons: first-order, since second-order through the 200-step network unroll costs ~3x the time and memory),
+# the preset keeps that replacement.
+PRESETS: dict[str, dict] = {"paper": {"hidden": 256, "batch": 32}}
+
+
+def default_config(task: str, *, preset: str | None = None, **overrides) -> MetaConfig:
+    """The task's shipped defaults, then the ``preset`` (None or a :data:`PRESETS` name), then ``overrides``."""
+    if preset is not None:
+        check_choice("preset", preset, tuple(PRESETS))
+    return MetaConfig(task=task, **{**TASK_DEFAULTS.get(task, {}), **PRESETS.get(preset, {}), **overrides})
 
 
 # ------------------------------------------------------------------------------------------- objective and step
@@ -367,6 +379,55 @@ def train(cfg: MetaConfig, out: str | Path, *, progress: bool = True, stop_after
     return _loop(cfg, out, init_state(cfg), progress, stop_after)
 
 
+def train_or_resume(cfg: MetaConfig, out: str | Path, *, progress: bool = True,
+                    stop_after: int | None = None) -> Path:
+    """The finished run of ``cfg`` in ``out``: kept if finished, resumed if interrupted, started if absent.
+
+    A folder holding a run of another configuration is an error (nothing a user trained is overwritten).
+    """
+    out = Path(out)
+    if not (out / RUN_FILE).exists():
+        return train(cfg, out, progress=progress, stop_after=stop_after)
+    stored = load_run_config(out)
+    if stored.digest() != cfg.digest():
+        raise LorexError(str(out), "holds a meta-training run with another configuration",
+                         ["a new --out folder", "the same configuration", "delete that run"])
+    if (out / lopt.META_FILE).exists():
+        return out
+    return resume(out, progress=progress, stop_after=stop_after)
+
+
+def member_dir(out: str | Path, seed: int) -> Path:
+    """The run folder of the population member with meta-training root seed ``seed``: ``out/seed-<seed>``."""
+    return Path(out) / f"{lopt.MEMBER_PREFIX}{seed}"
+
+
+def train_population(cfg: MetaConfig, seeds, out: str | Path, *, progress: bool = True,
+                     stop_after: int | None = None) -> list[Path]:
+    """One optimizer per meta-training root seed, each in its own run folder ``out/seed-<k>``.
+
+    Every member has ``cfg`` with ``seed = k``, so its streams (initial weights, meta-batches, validation) are split
+    from root seed k and disjoint from the other members'. Members are trained one after another; finished ones
+    are kept and interrupted ones resumed, so rerunning the command (or ``lorex train --resume out``) continues.
+    Several processes may share the work by taking disjoint seeds into the same ``out``.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise LorexError("seeds", "no seeds given", "one or more integer seeds, e.g. --seeds 0 1 2 3 4")
+    if len(set(seeds)) != len(seeds):
+        raise LorexError("seeds", f"repeated seeds in {seeds}", "distinct seeds")
+    members = [dataclasses.replace(cfg, seed=s) for s in seeds]  # validates every seed before any work
+    for c in members:
+        check_before_work(c, member_dir(out, c.seed))
+    return [train_or_resume(c, member_dir(out, c.seed), progress=progress, stop_after=stop_after)
+            for c in members]
+
+
+def population_members(out: str | Path) -> list[Path]:
+    """The member run folders ``out/seed-<k>`` (those holding a run.json), by seed."""
+    return list(lopt.seed_folders(out, RUN_FILE).values())
+
+
 def check_before_work(cfg: MetaConfig, out: Path) -> None:
     """Validate the task, the output folder, the batch against the devices and the memory a meta-step needs."""
     from lorex import resources
@@ -489,16 +550,19 @@ def add_train_arguments(p, positive_int, positive_float) -> None:
         typ = {"int": positive_int(flag[2:]), "float": positive_float(flag[2:]), "str": str}[kind]
         p.add_argument(flag, dest=field, type=typ, default=None, help=help_)
     p.add_argument("--no-remat", action="store_true", help="store the unroll instead of recomputing it")
-    p.add_argument("--first-order", action="store_true", default=None,
-                   help="ignore second derivatives of the optimizee in the meta-gradient")
+    p.add_argument("--first-order", action=argparse.BooleanOptionalAction, default=None,
+                   help="ignore second derivatives of the optimizee in the meta-gradient (--no-first-order: keep "
+                        "them, overriding a task default such as Rosenbrock's)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="apply a preset over the task's defaults: paper = GRU-256, 32 problems per meta-step")
 
 
 def config_from_args(args, task_overrides: dict) -> MetaConfig:
     given = {f: getattr(args, f) for f in _CLI_FIELDS if getattr(args, f) is not None}
     if args.no_remat:
         given["remat"] = False
-    if args.first_order:
-        given["first_order"] = True
-    return default_config(args.task, seed=args.seed,
+    if args.first_order is not None:
+        given["first_order"] = args.first_order
+    return default_config(args.task, preset=args.preset, seed=args.seed,
                           task_overrides=tuple(sorted((k, _hashable(v)) for k, v in task_overrides.items())),
                           **given)

@@ -30,6 +30,7 @@ from lorex.mechanisms.evidence import Evidence, GradientRange, gradient_range, r
 from lorex.mechanisms.finding import (ABSENT, NOT_APPLICABLE, PRESENT, SENSITIVITY_FACTORS, VERDICTS, Finding,
                                       bootstrap, bootstrap_mean)
 from lorex.mechanisms.momentum import HeavyBall, Momentum, aggregate_heavy_ball, impulse_response, momentum
+from lorex.mechanisms.population import Agreement, agreement
 from lorex.mechanisms.schedule import Schedule, schedule
 
 MECHANISMS = ("momentum", "clipping", "schedule", "adaptation")
@@ -98,5 +99,5 @@ __all__ = [
     "MECHANISMS", "RULES", "THRESHOLDS", "FP_TOL", "Analysis", "analyze", "Evidence", "record", "replay", "gradient_range", "GradientRange",
     "evidence", "momentum", "clipping", "schedule", "adaptation", "Momentum", "Clipping", "Schedule", "Adaptation",
     "HeavyBall", "aggregate_heavy_ball", "impulse_response", "Finding", "bootstrap", "bootstrap_mean",
-    "PRESENT", "ABSENT", "NOT_APPLICABLE", "VERDICTS", "SENSITIVITY_FACTORS",
+    "PRESENT", "ABSENT", "NOT_APPLICABLE", "VERDICTS", "SENSITIVITY_FACTORS", "Agreement", "agreement",
 ]

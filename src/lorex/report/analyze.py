@@ -89,8 +89,10 @@ def analysis_runs(family, hidden: int, opts: AnalysisOptions) -> int:
     return int(max(2, min(opts.trajectories, opts.state_budget // max(1, T * n_coordinates(family) * hidden))))
 
 
-def analyze_map(rmap, family, *, task: str, seed: int = 0, options=None, progress=None) -> TaskAnalysis:
-    """Record ``rmap`` on the task's analysis problems and run every mechanism and picture on it."""
+def mechanisms_of(rmap, family, *, task: str, seed: int = 0, options=None,
+                  progress=None) -> tuple[M.Evidence, M.Analysis, dict]:
+    """Record ``rmap`` on the task's analysis problems (seed stream "analysis") and run :func:`lorex.mechanisms.analyze`
+    on them: (evidence, analysis, wall seconds of each part)."""
     opts = AnalysisOptions.make(options)
     say = progress or (lambda msg: None)
     walls: dict[str, float] = {}
@@ -106,6 +108,13 @@ def analyze_map(rmap, family, *, task: str, seed: int = 0, options=None, progres
     an = M.analyze(rmap, ev, task=task, polyak=polyak, seed=seed, fp_seeds=opts.fp_seeds,
                    scurve_points=opts.scurve_points, relax_steps=opts.relax_steps, progress=say)
     walls["mechanisms"] = time.perf_counter() - t0
+    return ev, an, walls
+
+
+def analyze_map(rmap, family, *, task: str, seed: int = 0, options=None, progress=None) -> TaskAnalysis:
+    """Record ``rmap`` on the task's analysis problems and run every mechanism and picture on it."""
+    opts = AnalysisOptions.make(options)
+    ev, an, walls = mechanisms_of(rmap, family, task=task, seed=seed, options=opts, progress=progress)
     t0 = time.perf_counter()
     numbers, arrays = _pictures(rmap, ev, an, opts, task)
     walls["pictures"] = time.perf_counter() - t0
@@ -230,7 +239,8 @@ def _pictures(rmap, ev: M.Evidence, an: M.Analysis, opts: AnalysisOptions, task:
     return numbers, arr
 
 
-def findings(task_analysis: TaskAnalysis) -> list[dict]:
+def findings(analysis: TaskAnalysis | M.Analysis) -> list[dict]:
     """The four findings of one task, JSON-ready (task, mechanism, verdict, value, interval_95, threshold, margin,
     reason, statement, sensitivity, rule)."""
-    return [{**f.to_json(), "rule": RULES[f.mechanism]} for f in task_analysis.analysis.findings]
+    an = analysis.analysis if isinstance(analysis, TaskAnalysis) else analysis
+    return [{**f.to_json(), "rule": RULES[f.mechanism]} for f in an.findings]

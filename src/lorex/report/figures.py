@@ -345,3 +345,47 @@ def _scurve_panels(fig, axes, a, arr):
     note = a.get("not_reported")
     ax.set_title("S-curve α_eff" + (" (slope not reported)" if note else ""))
     ax.legend(frameon=False, fontsize=6)
+
+
+# ----------------------------------------------------------------------------------------- the population figure
+
+MECHANISM_LABELS = {"momentum": "momentum: β_eff", "clipping": "clipping: 1 − κ",
+                    "schedule": "schedule: ln(max/min α_eff)", "adaptation": "adaptation: slope of ln α_eff"}
+VERDICT_COLORS = {"present": "tab:green", "absent": "tab:red", "not applicable": "0.55"}
+
+
+def population_figure(agreements, population: dict, stem) -> list[Path]:
+    """The members side by side: per mechanism, each member's deciding number with its 95 % interval, coloured by
+    verdict, with the threshold (dashed); not-applicable members marked at the bottom. A fifth panel: each member's
+    margin over the best tuned baseline on mean log loss, in standard errors (dotted: the 2-s.e. bar)."""
+    fig, axes = plt.subplots(1, len(agreements) + 1, figsize=(3.3 * (len(agreements) + 1), 3.2))
+    for ax, a in zip(axes, agreements):
+        x = np.arange(a.n)
+        for i, (v, iv, verdict) in enumerate(zip(a.values, a.intervals, a.verdicts)):
+            c = VERDICT_COLORS[verdict]
+            if v is None:
+                ax.annotate("n/a", (i, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+                            textcoords="offset points", ha="center", color=c, fontsize=8)
+                continue
+            lo, hi = iv if iv is not None else (v, v)
+            ax.errorbar([i], [v], yerr=[[max(0.0, v - lo)], [max(0.0, hi - v)]], fmt="o", color=c, capsize=3)
+        ax.axhline(a.threshold, color="k", ls="--", lw=0.8)
+        ax.set_xticks(x, [str(s) for s in a.seeds])
+        ax.set_xlabel("meta-training seed")
+        ax.set_title(f"{MECHANISM_LABELS.get(a.mechanism, a.mechanism)}\n{a.summary}", fontsize=9)
+        ax.set_xlim(-0.6, a.n - 0.4)
+    ax = axes[-1]
+    members = population["members"]
+    for i, m in enumerate(members):
+        c = m["benchmark"]["comparison"].get("mean_log_loss", {})
+        if c.get("margin_in_se") is not None:
+            ax.bar(i, c["margin_in_se"], color="tab:blue" if c["beats_by_2se"] else "0.6")
+    ax.axhline(2.0, color="k", ls=":", lw=0.8)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_xticks(np.arange(len(members)), [str(m["seed"]) for m in members])
+    ax.set_xlabel("meta-training seed")
+    wins = population["wins"]
+    ax.set_title(f"margin over best baseline (s.e.)\nmean log loss: {wins['mean_log_loss']} of {len(members)} win",
+                 fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)

@@ -32,6 +32,10 @@ CAPTIONS = {
                   "and that log-log slope at each fit step; then the S-curve of fixed points h*(g*) under constant "
                   "gradients over the range met (PCA), update functions along it, and α_eff on each arm against "
                   "|g*| beside RMSProp's α/|g*|.",
+    "population": "Each member of the population (meta-training seed on the x axis): its deciding number per "
+                  "mechanism with the 95 % interval over its analysis runs, coloured by verdict (green present, "
+                  "red absent, grey n/a), against the threshold (dashed); right: its margin over the best tuned "
+                  "baseline on mean log loss in standard errors (dotted: 2 s.e.).",
 }
 
 CSS = """
@@ -175,6 +179,66 @@ def _findings_tables(findings: list) -> list[str]:
                    num_cols=(2,))]
 
 
+def _verdict(v: str) -> str:
+    return f"<span class='{ {'present': 'present', 'absent': 'absent'}.get(v, 'na')}'>{_e(v)}</span>"
+
+
+def _agreement_table(agreement: list, findings: list) -> str:
+    """Task × mechanism → k of n present, the spread over members, and the reference member's own value and
+    interval (from its analysis runs)."""
+    ref = {(f["task"], f["mechanism"]): f for f in findings}
+    rows = []
+    for a in agreement:
+        f = ref.get((a["task"], a["mechanism"]), {})
+        spread = "—" if a["median"] is None else (f"{_num(a['median'], '.3g')} [{_num(a['min'], '.3g')}, "
+                                                  f"{_num(a['max'], '.3g')}]")
+        rows.append((_e(a["task"]), _e(a["mechanism"]), f"<b>{_e(a['summary'])}</b>", spread,
+                     f"{'>' if a['direction'] == 'above' else '<'} {_num(a['threshold'], '.3g')}",
+                     _verdict(f.get("verdict", "")), f"{_num(f.get('value'), '.3g')} {_interval(f)}" if f else "—"))
+    return _table(("task", "mechanism", "members", "deciding number: median [min, max] over members", "threshold",
+                   "reference", "reference: value [95 % interval over its runs]"), rows, num_cols=(3,))
+
+
+def _population_html(pop: dict) -> str:
+    rows = []
+    for m in pop["members"]:
+        b = m["benchmark"]
+        cells = [_e(m["seed"]) + (" (reference)" if m["reference"] else "")]
+        for metric in ("mean_log_loss", "final_loss"):
+            c = b["comparison"].get(metric)
+            cells.append("—" if c is None else f"{_num(c['learned'], '.4g')} vs {_num(c['baseline'], '.4g')} "
+                         f"({_e(c['best_baseline'])}): {_num(c['margin_in_se'], '.1f')} s.e."
+                         f"{' ✓' if c['beats_by_2se'] else ''}")
+        cells += [_verdict(f["verdict"]) + f" {_num(f['value'], '.3g')}" for f in m["findings"]]
+        rows.append(cells)
+    mechs = [f["mechanism"] for f in pop["members"][0]["findings"]]
+    w = pop["wins"]
+    return (f"<p>{_e(pop['n'])} optimizers of the same configuration meta-trained from different root seeds, each "
+            f"benchmarked against the baselines tuned once above (✓: better by more than 2 s.e.; "
+            f"{_e(w['mean_log_loss'])} of {_e(pop['n'])} win on mean log loss, {_e(w['final_loss'])} of "
+            f"{_e(pop['n'])} on final loss), and each analysed by <code>lorex.mechanisms</code> on the same analysis "
+            "runs.</p>"
+            + _table(("seed", "mean log loss: member vs best baseline", "final loss: member vs best baseline",
+                      *mechs), rows))
+
+
+def _paper_html(paper: dict, reference_findings: list) -> str:
+    b, cfg = paper["benchmark"], paper["lopt_config"]
+    ref = {f["mechanism"]: f for f in reference_findings}
+    rows = [(_e(f["mechanism"]), _verdict(f["verdict"]) + f" {_num(f['value'], '.3g')} {_interval(f)}",
+             _verdict(ref[f["mechanism"]]["verdict"]) + f" {_num(ref[f['mechanism']]['value'], '.3g')}")
+            for f in paper["findings"]]
+    cmp_ = []
+    for metric in ("mean_log_loss", "final_loss"):
+        c = b["comparison"].get(metric)
+        if c:
+            cmp_.append(f"{metric.replace('_', ' ')} {_num(c['learned'], '.4g')} vs {_num(c['baseline'], '.4g')} "
+                        f"({_e(c['best_baseline'])}), margin {_num(c['margin_in_se'], '.1f')} s.e.")
+    return (f"<p>The paper's configuration: GRU-{_e(cfg['hidden'])} ({_e(paper['source'])}; "
+            f"{_e(paper.get('meta_steps'))} meta-steps). {_e('; '.join(cmp_))}.</p>"
+            + _table(("mechanism", f"GRU-{cfg['hidden']}", "reference (small)"), rows))
+
+
 def write_report(results: dict, figures: dict, path) -> Path:
     """Write ``report.html`` from the results dict and {task: {figure name: PNG path}}; returns its path."""
     path = Path(path)
@@ -196,10 +260,9 @@ def write_report(results: dict, figures: dict, path) -> Path:
         ("tuning seeds per task", _e(json.dumps(s["tuning"]))), ("test seeds per task", _e(json.dumps(s["test"]))),
         ("analysis seeds per task (trajectories)", _e(json.dumps(s["analysis"])))]))
     parts.append(_table(("package", "version"), [(_e(k), _e(v)) for k, v in r["versions"].items()]))
-    walls = [(_e(t), *(_num(w.get(k), ".1f") for k in ("optimizer", "benchmark", "analysis", "figures", "distill")))
-             for t, w in r["wall_seconds"]["tasks"].items()]
-    parts.append(_table(("task", "optimizer (s)", "benchmark (s)", "analysis (s)", "figures (s)", "distill (s)"),
-                        walls, num_cols=(1, 2, 3, 4, 5)))
+    stages = ("optimizer", "benchmark", "analysis", "figures", "population", "distill")
+    walls = [(_e(t), *(_num(w.get(k), ".1f") for k in stages)) for t, w in r["wall_seconds"]["tasks"].items()]
+    parts.append(_table(("task", *(f"{k} (s)" for k in stages)), walls, num_cols=tuple(range(1, len(stages) + 1))))
 
     parts.append("<h2>Findings</h2>")
     parts += _findings_tables(r["findings"])
@@ -207,6 +270,12 @@ def write_report(results: dict, figures: dict, path) -> Path:
                  "validity gate fails: every probe sits at states and gradients the optimizer meets):</p><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in r["rules"].items())
                  + "</ul>")
     parts.append(f"<p class='small'>{_e(r['notes']['alpha_eff'])}</p>")
+    if r.get("agreement"):
+        parts.append("<h3>Across meta-training seeds</h3><p>Each finding on every member of the task's population "
+                     "(optimizers of one configuration meta-trained from different seeds): how many show the "
+                     "mechanism, and the spread of the deciding number over members beside the reference "
+                     "optimizer's own interval.</p>")
+        parts.append(_agreement_table(r["agreement"], r["findings"]))
 
     for task, t in r["tasks"].items():
         o = t["optimizer"]
@@ -228,6 +297,14 @@ def write_report(results: dict, figures: dict, path) -> Path:
             parts.append(f"<h3>Figure {_e(title)} — {_e(task)}</h3><figure>{_img(png, f'{task} {name}')}"
                          f"<figcaption>{_e(CAPTIONS[name])}</figcaption></figure>")
             parts.append(_numbers_for(name, t))
+        if "population" in t and "population" in figures[task]:
+            parts.append(f"<h3>Population — {_e(task)}</h3><figure>"
+                         f"{_img(figures[task]['population'], f'{task} population')}<figcaption>"
+                         f"{_e(CAPTIONS['population'])}</figcaption></figure>")
+            parts.append(_population_html(t["population"]))
+        if "paper" in t:
+            parts.append(f"<h3>The paper's configuration — {_e(task)}</h3>")
+            parts.append(_paper_html(t["paper"], [f for f in r["findings"] if f["task"] == task]))
         if "distill" in t and "distill" in figures[task]:
             parts.append(f"<h3>Beyond the paper: distillation into known mechanisms — {_e(task)}</h3><figure>"
                          f"{_img(figures[task]['distill'], f'{task} distill')}</figure>")

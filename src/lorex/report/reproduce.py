@@ -25,6 +25,7 @@ from lorex.distill import distill, distill_figure
 from lorex.report import figures as F
 from lorex.report import html
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
+from lorex.report.population import paper_optimizer, population
 
 DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons")
 FIGURE_FUNCTIONS = {"momentum": F.momentum_figure, "clipping": F.clipping_figure,
@@ -59,10 +60,10 @@ def performance_numbers(result: dict) -> dict:
     return out
 
 
-def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, api_extras) -> str:
+def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, api_extras) -> str:
     if api_extras:
         args = ", ".join([f"{str(out)!r}", f"tasks={list(tasks)!r}", f"retrain={retrain}", f"seed={seed}",
-                          f"test_seeds={test_seeds}", f"tuning_seeds={tuning_seeds}"]
+                          f"test_seeds={test_seeds}", f"tuning_seeds={tuning_seeds}", f"members={members}"]
                          + [f"{k}={v!r}" for k, v in api_extras.items()])
         return "python -c " + shlex.quote(f"from lorex.report.reproduce import reproduce; reproduce({args})")
     cmd = ["lorex", "reproduce", "--out", str(out)]
@@ -73,40 +74,33 @@ def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds
     cmd += ["--seed", str(seed), "--test-seeds", str(test_seeds)]
     if tuning_seeds is not None:
         cmd += ["--tuning-seeds", str(tuning_seeds)]
+    if members != 5:
+        cmd += ["--members", str(members)]
     return shlex.join(cmd)
 
 
-def _resolve_optimizer(task, out: Path, retrain: bool, seed: int, optimizers: dict | None,
-                       train_overrides: dict | None, progress: bool):
-    """(params, config, info) of the optimizer analysed on ``task``."""
+def _resolve_optimizers(task, out: Path, retrain: bool, seed: int, optimizers: dict | None, members: int,
+                        train_overrides: dict | None, progress: bool) -> tuple[dict[int, Path], int, str]:
+    """The optimizers analysed on ``task``: ({meta-training seed: folder} of at most ``members`` members, the
+    reference member's seed, the source). The reference is the given/shipped optimizer itself, or the lowest seed."""
     if optimizers and task in optimizers:
-        params, cfg, md = lopt.load_params(optimizers[task])
-        return params, cfg, _info("given", Path(str(optimizers[task])), cfg, md)
-    if retrain:
+        dirs, source = lopt.member_dirs(optimizers[task]), "given"
+    elif retrain:
         d = out / "optimizers" / task
         mcfg = meta.default_config(task, seed=seed, **(train_overrides or {}))
-        if (d / meta.RUN_FILE).exists():
-            stored = meta.load_run_config(d)
-            if stored.digest() != mcfg.digest():
-                raise LorexError(str(d), "holds a meta-training run with another configuration",
-                                 "a new --out folder, or delete that run")
-            if not (d / lopt.META_FILE).exists():
-                _say(progress, f"{task}: resuming meta-training in {d}")
-                meta.resume(d, progress=progress)
-            else:
-                _say(progress, f"{task}: reusing the finished meta-training run in {d}")
-        else:
-            _say(progress, f"{task}: meta-training {mcfg.steps} steps into {d}")
-            meta.train(mcfg, d, progress=progress)
-        params, cfg, md = lopt.load_params(d)
-        return params, cfg, _info("retrained", d, cfg, md)
-    params, cfg, md = lopt.load_params(task)
-    return params, cfg, _info("shipped", lopt.resolve_optimizer_dir(task), cfg, md)
+        seeds_ = [seed + i for i in range(members)]
+        _say(progress, f"{task}: meta-training {len(seeds_)} optimizer(s) ({mcfg.steps} steps each, seeds "
+                       f"{', '.join(map(str, seeds_))}) into {d} (finished ones are kept, interrupted ones resumed)")
+        dirs, source = dict(zip(seeds_, meta.train_population(mcfg, seeds_, d, progress=progress))), "retrained"
+    else:
+        dirs, source = lopt.member_dirs(task), "shipped"
+    dirs = dict(list(dirs.items())[:members])
+    return dirs, next(iter(dirs)), source
 
 
 def _info(source, path, cfg, md) -> dict:
     # a shipped optimizer is named by its name, never by where this machine installed it
-    where = f"shipped optimizer {path.name!r}" if source == "shipped" else str(path)
+    where = f"shipped optimizer {path.relative_to(lopt.PRETRAINED_DIR)}" if source == "shipped" else str(path)
     return {"source": source, "path": where, "lopt_config": dataclasses.asdict(cfg),
             "meta_steps": md.get("meta_steps"), "best_step": md.get("best_step"),
             "best_validation": md.get("best_validation"), "meta_config": md.get("config"),
@@ -114,14 +108,17 @@ def _info(source, path, cfg, md) -> dict:
 
 
 def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds: int = 128,
-              tuning_seeds: int | None = None, *, progress: bool = True, analysis_options=None,
+              tuning_seeds: int | None = None, members: int = 5, *, progress: bool = True, analysis_options=None,
               optimizers: dict | None = None, steps: int | None = None, baselines=DEFAULT_OPTIMIZERS,
               train_overrides: dict | None = None) -> Path:
     """Run the whole reproduction into the folder ``out`` and return it (``out/report.html`` is the report).
 
-    ``tasks``: names (default linreg, rosenbrock, two_moons).  Without ``retrain`` each task's shipped optimizer
-    is used (a task without one is an error that suggests ``--retrain``); with it, ``meta.default_config(task)``
-    (plus ``train_overrides``) is meta-trained into ``out/optimizers/<task>`` first (resumed if interrupted).
+    ``tasks``: names (default linreg, rosenbrock, two_moons).  Without ``retrain`` each task's shipped optimizers
+    are used (a task without one is an error that suggests ``--retrain``); with it, ``meta.default_config(task)``
+    (plus ``train_overrides``) is meta-trained into ``out/optimizers/<task>/seed-<k>`` first for the ``members``
+    seeds k = seed, seed + 1, … (each resumed if interrupted).  ``members``: the population size analysed per task
+    (the reference optimizer is the first; 1 = the reference alone); a task's shipped paper-preset optimizer
+    (GRU-256), where there is one, is analysed beside them.
     ``tuning_seeds`` None = the per-task default.  Keyword options for small runs and tests: ``optimizers``
     {task: shipped name or run folder} overrides the optimizer of a task, ``steps`` the horizon,
     ``analysis_options`` a dict of :class:`lorex.report.analyze.AnalysisOptions` fields, ``baselines`` the tuned
@@ -146,13 +143,16 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                                     ("steps", steps), ("train_overrides", train_overrides)) if v is not None}
     if tuple(baselines) != tuple(DEFAULT_OPTIMIZERS):
         api_extras["baselines"] = list(baselines)
-    command = _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, api_extras)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise LorexError("members", f"got {members!r}", "a positive integer (1 = the reference optimizer alone)")
+    command = _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, api_extras)
     fig_dir = out / "figures"
     results = {"format_version": io.FORMAT_VERSION,
                "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "command": command, "argv": list(sys.argv),
                "arguments": {"out": str(out), "tasks": tasks, "retrain": retrain, "seed": seed,
-                             "test_seeds": test_seeds, "tuning_seeds": tuning_seeds, "steps": steps,
+                             "test_seeds": test_seeds, "tuning_seeds": tuning_seeds, "members": members,
+                             "steps": steps,
                              "baselines": list(baselines), "optimizers": optimizers,
                              "train_overrides": train_overrides,
                              "analysis_options": dataclasses.asdict(opts)},
@@ -166,7 +166,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                                      "side), the reason when not applicable, and the verdict with the threshold "
                                      "moved by ±50 %",
                          "json": "non-finite numbers (NaN, ±inf) are written as null"},
-               "findings": [], "tasks": {}, "figures": {}, "wall_seconds": {"tasks": {}}}
+               "findings": [], "agreement": [], "tasks": {}, "figures": {}, "wall_seconds": {"tasks": {}}}
     png_paths: dict[str, dict[str, Path]] = {}
     for i, task in enumerate(tasks):
         family = families[task]
@@ -174,7 +174,10 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         head = f"[{i + 1}/{len(tasks)}] {task}"
         t0 = time.perf_counter()
         _say(progress, f"{head}: optimizer")
-        params, cfg, info = _resolve_optimizer(task, out, retrain, seed, optimizers, train_overrides, progress)
+        dirs, ref_seed, source = _resolve_optimizers(task, out, retrain, seed, optimizers, members,
+                                                     train_overrides, progress)
+        params, cfg, md = lopt.load_params(dirs[ref_seed])
+        info = _info(source, dirs[ref_seed], cfg, md)
         walls["optimizer"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -202,6 +205,21 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         walls["figures"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        extra = {}
+        if len(dirs) > 1:
+            extra["population"], agreements = population(
+                task, family, dirs, bench, ref_seed, ta.analysis, seed=seed, options=opts,
+                progress=lambda m, h=head: _say(progress, f"{h}: {m}"))
+            paths["population"] = F.population_figure(agreements, extra["population"],
+                                                      fig_dir / f"{task}_7_population")
+        if source == "shipped":
+            paper = paper_optimizer(task, family, bench, ta.analysis, seed=seed, options=opts,
+                                    progress=lambda m, h=head: _say(progress, f"{h}: {m}"))
+            if paper is not None:
+                extra["paper"] = paper
+        walls["population"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         _say(progress, f"{head}: distillation (mechanistic surrogate, ablations, reference optimizers)")
         distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
                             progress=progress, steps=steps)
@@ -218,7 +236,10 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         results["seeds"]["analysis"][task] = numbers["evidence"]["n_runs"]
         analysis_walls = numbers.pop("wall_seconds")
         results["tasks"][task] = {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench),
-                                  **numbers, "analysis_wall_seconds": analysis_walls, "distill": distilled}
+                                  **numbers, "analysis_wall_seconds": analysis_walls, "distill": distilled,
+                                  **extra}
+        for a in extra.get("population", {}).get("agreement", []):
+            results["agreement"].append({"task": task, **{k: v for k, v in a.items() if k != "members"}})
         results["wall_seconds"]["tasks"][task] = walls
         _say(progress, f"{head}: done in {sum(walls.values()):.1f} s "
                        f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")

@@ -1,0 +1,145 @@
+"""Populations: one optimizer per meta-training seed (`lorex train --seeds`), loading a member by seed, and the
+population path of `lorex reproduce` (every member benchmarked and analysed, findings as k of n)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from lorex import lopt, meta
+from lorex import mechanisms as M
+from lorex.cli import main
+from lorex.errors import LorexError
+from lorex.mechanisms.finding import finding
+from lorex.report.reproduce import reproduce
+
+TINY_TRAIN = ["--task", "linreg", "--set", "m=3", "--set", "n=3", "--hidden", "4", "--batch", "2", "--unroll", "6",
+              "--steps", "6", "--val-every", "2", "--val-batch", "4", "--checkpoint-every", "2",
+              "--output-scale", "0.3", "--meta-lr", "0.02"]
+TINY_ANALYSIS = dict(trajectories=2, fp_seeds=16, clip_points=21, scurve_points=5, update_offsets=3, update_curves=3,
+                     relax_steps=50)
+
+
+def leaves(params):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
+
+
+@pytest.fixture(scope="module")
+def population_dir(tmp_path_factory):
+    """Two members (seeds 0 and 3), the second interrupted after 3 meta-steps and then resumed."""
+    out = tmp_path_factory.mktemp("pop") / "pop"
+    assert main(["train", *TINY_TRAIN, "--seeds", "0", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_seeds_make_distinct_runs_whose_seeds_match_their_folders(population_dir, tmp_path):
+    members = lopt.member_dirs(population_dir)
+    assert list(members) == [0, 3]
+    params = {}
+    for s, d in members.items():
+        assert d == population_dir / f"seed-{s}"
+        p, _, md = lopt.load_params(population_dir, seed=s)
+        assert md["seed"] == s and md["config"]["seed"] == s
+        assert json.loads((d / meta.RUN_FILE).read_text())["config"]["seed"] == s
+        params[s] = p
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(params[0]), leaves(params[3])))
+    # a member is the very run `lorex train --seed 3` makes on its own
+    assert main(["train", *TINY_TRAIN, "--seed", "3", "--out", str(tmp_path / "single")]) == 0
+    single, _, _ = lopt.load_params(tmp_path / "single")
+    for a, b in zip(leaves(single), leaves(params[3])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_members_resume_individually_and_finished_ones_are_kept(population_dir, tmp_path):
+    out = tmp_path / "pop"
+    cfg = meta.config_from_args(meta_args(), {"m": 3, "n": 3})
+    meta.train_population(cfg, [0, 3], out, progress=False, stop_after=3)
+    assert not (out / "seed-0" / lopt.META_FILE).exists()  # both interrupted
+    assert main(["train", "--resume", str(out / "seed-0")]) == 0  # one member on its own
+    stamp = (out / "seed-0" / lopt.PARAMS_FILE).stat().st_mtime_ns
+    assert main(["train", "--resume", str(out)]) == 0  # the rest of the population
+    assert (out / "seed-0" / lopt.PARAMS_FILE).stat().st_mtime_ns == stamp
+    for s in (0, 3):  # resumed equals uninterrupted
+        for a, b in zip(leaves(lopt.load_params(out, seed=s)[0]), leaves(lopt.load_params(population_dir, seed=s)[0])):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(LorexError, match="another configuration"):
+        meta.train_population(meta.MetaConfig(**{**cfg.to_json(), "task_overrides": (("m", 3), ("n", 3)),
+                                                 "hidden": 5}), [0], out, progress=False)
+
+
+def meta_args():
+    import argparse
+
+    from lorex.cli import build_parser
+
+    args = build_parser().parse_args(["train", *TINY_TRAIN])
+    assert isinstance(args, argparse.Namespace)
+    return args
+
+
+def test_member_errors(population_dir):
+    with pytest.raises(LorexError, match="seed"):
+        lopt.load_params(population_dir)  # a population: which member?
+    with pytest.raises(LorexError, match="no member 7"):
+        lopt.load_params(population_dir, seed=7)
+    with pytest.raises(LorexError, match="preset"):
+        lopt.load_params("linreg", preset="huge")
+    with pytest.raises(LorexError, match="repeated"):
+        meta.train_population(meta.MetaConfig(), [1, 1], population_dir / "x")
+    assert main(["train", *TINY_TRAIN, "--seed", "2", "--seeds", "0", "1", "--out", "/tmp/never"]) == 2
+
+
+def test_shipped_members_load_by_seed():
+    members = lopt.member_dirs("linreg")
+    assert 0 in members and members[0] == lopt.resolve_optimizer_dir("linreg")
+    for s in members:
+        p, cfg, md = lopt.load_params("linreg", seed=s)
+        assert md["seed"] == s and md["task"] == "linreg"
+    assert lopt.load_optimizer("linreg", seed=0) is not None
+
+
+def test_agreement_counts_verdicts_and_spread():
+    def f(v):
+        return finding("clipping", v, (v - 0.1, v + 0.1), 0.5, "above", measure="1 - kappa", interval_kind="runs",
+                       text="")
+
+    (a,) = M.agreement({0: [f(0.8)], 1: [f(0.3)], 2: [f(float("nan"))], 3: [f(0.9)]})
+    assert (a.count("present"), a.count("absent"), a.count("not applicable")) == (2, 1, 1)
+    assert a.summary == "2 of 4 present (1 absent, 1 not applicable)"
+    assert a.spread == pytest.approx((0.8, 0.3, 0.9))
+    j = a.to_json()
+    assert [m["seed"] for m in j["members"]] == [0, 1, 2, 3] and j["members"][2]["value"] is None
+
+
+def test_reproduce_population_path(population_dir, tmp_path):
+    out = reproduce(tmp_path / "run", tasks=["linreg"], test_seeds=8, tuning_seeds=4, steps=20, progress=False,
+                    optimizers={"linreg": population_dir}, analysis_options=TINY_ANALYSIS,
+                    baselines=("momentum", "adam"))
+    res = json.loads((out / "results.json").read_text())
+    pop = res["tasks"]["linreg"]["population"]
+    assert pop["n"] == 2 and pop["reference_seed"] == 0
+    assert [m["seed"] for m in pop["members"]] == [0, 3] and pop["members"][0]["reference"]
+    for m in pop["members"]:
+        assert set(m["benchmark"]["comparison"]) == {"mean_log_loss", "final_loss"}
+        assert [f["mechanism"] for f in m["findings"]] == list(M.MECHANISMS)
+    # the reference member's findings are the task's findings
+    assert [f["verdict"] for f in pop["members"][0]["findings"]] == [f["verdict"] for f in res["findings"]]
+    assert set(pop["wins"]) == {"mean_log_loss", "final_loss"} and all(0 <= w <= 2 for w in pop["wins"].values())
+    assert [a["mechanism"] for a in res["agreement"]] == list(M.MECHANISMS)
+    for a in res["agreement"]:
+        assert a["n"] == 2 and a["present"] + a["absent"] + a["not_applicable"] == 2
+        assert a["summary"].startswith(f"{a['present']} of 2 present")
+    for ext in ("png", "pdf"):
+        assert (out / "figures" / f"linreg_7_population.{ext}").stat().st_size > 1000
+    page = (out / "report.html").read_text()
+    assert "Across meta-training seeds" in page and "Population — linreg" in page
+    # the population's evaluation is the same program as evaluating each member alone
+    one = reproduce(tmp_path / "one", tasks=["linreg"], test_seeds=8, tuning_seeds=4, steps=20, progress=False,
+                    optimizers={"linreg": population_dir / "seed-3"}, analysis_options=TINY_ANALYSIS,
+                    baselines=("momentum", "adam"), members=1)
+    r1 = json.loads((one / "results.json").read_text())
+    assert "population" not in r1["tasks"]["linreg"] and r1["agreement"] == []
+    alone = r1["tasks"]["linreg"]["benchmark"]["optimizers"]["learned"]["mean_log_loss"]["mean"]
+    assert pop["members"][1]["benchmark"]["mean_log_loss"]["mean"] == pytest.approx(alone, rel=1e-5)
+    assert [f["verdict"] for f in pop["members"][1]["findings"]] == [f["verdict"] for f in r1["findings"]]
