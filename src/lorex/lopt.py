@@ -14,6 +14,7 @@ untrained optimizer does nothing; the initial state h₀ is learned.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -137,16 +138,30 @@ class RecurrentMap(NamedTuple):
     h0: jax.Array
 
 
+@functools.lru_cache(maxsize=None)
+def _map_functions(config: LOptConfig) -> tuple[Callable, Callable]:
+    """(step(cell, h, x), readout(ro, h)) of one architecture: the same two function objects for equal configs."""
+
+    def step_fn(cell, h, x):
+        return gru_cell(cell, h, input_features(x[..., 0], config))
+
+    def readout_fn(ro, h):
+        return readout(ro, h, config)
+
+    return step_fn, readout_fn
+
+
 def recurrent_map(params: Params, config: LOptConfig) -> RecurrentMap:
-    """The learned optimizer's own cell, features and readout as a :class:`RecurrentMap` (input x = [g])."""
+    """The learned optimizer's own cell, features and readout as a :class:`RecurrentMap` (input x = [g]).
 
-    def step_fn(h, x):
-        return gru_cell(params["cell"], h, input_features(x[..., 0], config))
-
-    def readout_fn(h):
-        return readout(params["readout"], h, config)
-
-    return RecurrentMap(step_fn, readout_fn, jnp.asarray(params["h0"]))
+    ``step`` and ``readout`` are :class:`jax.tree_util.Partial` objects binding the weights (array leaves) to
+    functions shared by every optimizer of the same config, so the map is a pytree whose leaves are all arrays and
+    whose structure depends on the config only: the analyses pass it to their compiled functions as an argument and
+    compile once for every optimizer of that architecture (see :func:`lorex.analysis._common.map_jit`).
+    """
+    step_fn, readout_fn = _map_functions(config)
+    return RecurrentMap(jax.tree_util.Partial(step_fn, params["cell"]),
+                        jax.tree_util.Partial(readout_fn, params["readout"]), jnp.asarray(params["h0"]))
 
 
 # ----------------------------------------------------------------------------------------------- saving/loading

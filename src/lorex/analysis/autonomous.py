@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lorex.analysis._common import initial_state, input_of, split_map
+from lorex.analysis._common import initial_state, input_of, map_jit, split_map
 from lorex.analysis.update_function import effective_lr
 from lorex.errors import check_positive_int
 
@@ -30,9 +30,10 @@ def autonomous(rmap, steps: int, h0=None, readout=None, *, input_dim: int = 1, i
     check_positive_int("steps", steps)
     step, ro = split_map(rmap, readout)
     h0 = initial_state(rmap, h0)
-    x0 = input_of(jnp.zeros((), h0.dtype), input_dim, input_index)
 
-    def run(h0):
+    def run(step, h0):
+        x0 = input_of(jnp.zeros((), h0.dtype), input_dim, input_index)
+
         def body(h, _):
             h1 = step(h, x0)
             return h1, h1
@@ -40,7 +41,7 @@ def autonomous(rmap, steps: int, h0=None, readout=None, *, input_dim: int = 1, i
         _, hs = jax.lax.scan(body, h0, None, length=steps)
         return jnp.concatenate([h0[None], hs])
 
-    states = jax.jit(run)(h0)
+    states = map_jit(run, step)(h0)
     alpha = effective_lr((step, ro), states, input_dim=input_dim, input_index=input_index, fd_step=fd_step)
     return Autonomous(states, alpha)
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lorex.analysis._common import map_jit
 from lorex.analysis.linearize import eigenmodes
 from lorex.errors import LorexError, check_positive_int
 
@@ -104,33 +105,30 @@ def newton_polish(step_fn: Callable, states, inputs, steps: int = 10) -> tuple[j
     return h, q
 
 
-@functools.lru_cache(maxsize=32)
 def _solver(step_fn, learning_rate, optimizer, adam_steps: int, newton_steps: int):
-    optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
-
-    def first_order(h, x):
+    def solve(step_fn, h, x):
+        opt = optax.adam(learning_rate) if optimizer is None else optimizer
         grad_q = jax.grad(_q, argnums=1)
 
-        def body(carry, _):
-            h, s = carry
-            u, s = optimizer.update(grad_q(step_fn, h, x), s, h)
-            return (optax.apply_updates(h, u), s), None
+        def first_order(h, x):
+            def body(carry, _):
+                h, s = carry
+                u, s = opt.update(grad_q(step_fn, h, x), s, h)
+                return (optax.apply_updates(h, u), s), None
 
-        (h, _), _ = jax.lax.scan(body, (h, optimizer.init(h)), None, length=adam_steps)
-        return h
+            (h, _), _ = jax.lax.scan(body, (h, opt.init(h)), None, length=adam_steps)
+            return h
 
-    def solve(h, x):
         if adam_steps > 0:
             h = jax.vmap(first_order)(h, x)
         return newton_polish(step_fn, h, x, newton_steps) if newton_steps > 0 else (
             h, jax.vmap(functools.partial(_q, step_fn))(h, x))
 
-    return jax.jit(solve)
+    return map_jit(solve, step_fn)
 
 
-@functools.lru_cache(maxsize=32)
 def _jacobians(step_fn):
-    return jax.jit(jax.vmap(jax.jacfwd(step_fn, argnums=(0, 1))))
+    return map_jit(lambda step_fn, h, x: jax.vmap(jax.jacfwd(step_fn, argnums=(0, 1)))(h, x), step_fn)
 
 
 def _as_inputs(inputs, n, input_dim, dtype):

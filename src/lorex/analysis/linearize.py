@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lorex.analysis._common import input_of, split_map
+from lorex.analysis._common import input_of, map_jit, split_map
 
 
 def eigenmodes(jac) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,12 +69,17 @@ def momentum_modes(rmap, h_star, readout=None, *, x_star=None, input_dim: int = 
     hs = h_star.reshape((-1, h_star.shape[-1]))
     x = input_of(jnp.zeros((), hs.dtype), input_dim, input_index) if x_star is None else jnp.asarray(x_star, hs.dtype)
 
-    def lin(h):
-        J, Bx = jax.jacfwd(step, argnums=(0, 1))(h, x)
-        w = jax.grad(ro)(step(h, x))
-        return J, Bx[:, input_index], w
+    def lin(pair, hs, x):
+        step, ro = pair
 
-    J, B, w = jax.jit(jax.vmap(lin))(hs)
+        def one(h):
+            J, Bx = jax.jacfwd(step, argnums=(0, 1))(h, x)
+            w = jax.grad(ro)(step(h, x))
+            return J, Bx[:, input_index], w
+
+        return jax.vmap(one)(hs)
+
+    J, B, w = map_jit(lin, (step, ro))(hs, x)
     J, B, w = (np.asarray(a, np.float64) for a in (J, B, w))
     lam, R, L = eigenmodes(J)
     wr = np.einsum("nh,nhi->ni", w, R)

@@ -8,14 +8,13 @@ the Newton solve at each g* starts from its neighbour's point (one lax.scan per 
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lorex.analysis._common import initial_state, input_of, split_map
+from lorex.analysis._common import initial_state, input_of, map_jit, split_map
 from lorex.analysis.fixed_points import find_fixed_points, newton_polish
 from lorex.analysis.pca import PCA, pca
 from lorex.analysis.update_function import effective_lr
@@ -34,9 +33,8 @@ class SCurve(NamedTuple):
     n_relaxed: int = 0  # points taken from relaxation rather than continuation (see ``relax_steps``)
 
 
-@functools.lru_cache(maxsize=16)
 def _relaxer(step_fn, input_dim, input_index, steps: int, newton_steps: int):
-    def relax(h_start, gs):
+    def relax(step_fn, h_start, gs):
         xs = jax.vmap(lambda g: input_of(g, input_dim, input_index).astype(h_start.dtype))(gs)
 
         def one(x):
@@ -44,12 +42,11 @@ def _relaxer(step_fn, input_dim, input_index, steps: int, newton_steps: int):
 
         return newton_polish(step_fn, jax.vmap(one)(xs), xs, newton_steps)
 
-    return jax.jit(relax)
+    return map_jit(relax, step_fn)
 
 
-@functools.lru_cache(maxsize=32)
 def _walker(step_fn, input_dim, input_index, newton_steps):
-    def walk(h_start, gs):
+    def walk(step_fn, h_start, gs):
         def body(h, g):
             x = input_of(g, input_dim, input_index).astype(h.dtype)
             h1, q1 = newton_polish(step_fn, h[None], x[None], newton_steps)
@@ -58,7 +55,7 @@ def _walker(step_fn, input_dim, input_index, newton_steps):
         _, (hs, qs) = jax.lax.scan(body, h_start, gs)
         return hs, qs
 
-    return jax.jit(walk)
+    return map_jit(walk, step_fn)
 
 
 def s_curve(rmap, grads, h0=None, readout=None, *, n_components: int = 2, newton_steps: int = 20,

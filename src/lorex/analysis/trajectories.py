@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from lorex import lopt
-from lorex.analysis._common import initial_state, input_of, split_map
+from lorex.analysis._common import initial_state, input_of, map_jit, split_map
 from lorex.errors import check_positive_int
 from lorex.evaluate import problem_and_params, step_view
 
@@ -30,14 +30,12 @@ def record_map_trajectory(rmap, family, key: jax.Array, steps: int | None = None
                           readout=None, input_dim: int = 1, input_index: int = 0) -> Trajectory:
     """Run any recurrent map (vmapped over the N coordinates) on the problem of ``key`` for ``steps`` steps."""
     steps = family.steps if steps is None else check_positive_int("steps", steps)
-    step, ro = split_map(rmap, readout)
-    h0 = initial_state(rmap, h0)
-    cell = jax.vmap(lambda h, g: step(h, input_of(g, input_dim, input_index).astype(h.dtype)))
-    out = jax.vmap(ro)
 
-    view = step_view(family)  # the data of step t, as in evaluation and meta-training (minibatch families)
-
-    def run(key):
+    def run(pair, h0, key):
+        step, ro = pair
+        cell = jax.vmap(lambda h, g: step(h, input_of(g, input_dim, input_index).astype(h.dtype)))
+        out = jax.vmap(ro)
+        view = step_view(family)  # the data of step t, as in evaluation and meta-training (minibatch families)
         problem, params0 = problem_and_params(family, key)
         flat0, unravel = ravel_pytree(params0)
 
@@ -55,7 +53,7 @@ def record_map_trajectory(rmap, family, key: jax.Array, steps: int | None = None
         return Trajectory(hs, gs, us, jnp.concatenate([losses, final[None]]),
                           jnp.concatenate([flats, flat[None]]))
 
-    return jax.jit(run)(key)
+    return map_jit(run, split_map(rmap, readout))(initial_state(rmap, h0), key)
 
 
 def record_trajectory(params: Any, config: lopt.LOptConfig, family, key: jax.Array,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lorex.analysis._common import input_of, split_map
+from lorex.analysis._common import input_of, map_jit, split_map
 
 
 def _update_fn(rmap, readout, input_dim, input_index):
@@ -27,11 +27,15 @@ def _update_fn(rmap, readout, input_dim, input_index):
 
 def update_function(rmap, states, grads, readout=None, *, input_dim: int = 1, input_index: int = 0) -> jax.Array:
     """U_h(g) for states (..., H) and a gradient grid (G,): shape (..., G)."""
-    u = _update_fn(rmap, readout, input_dim, input_index)
     states, grads = jnp.asarray(states), jnp.asarray(grads)
     hs = states.reshape((-1, states.shape[-1]))
     grads = grads.astype(hs.dtype)
-    U = jax.jit(jax.vmap(jax.vmap(u, in_axes=(None, 0)), in_axes=(0, None)))(hs, grads)
+
+    def grid(pair, hs, grads):
+        u = _update_fn(pair, None, input_dim, input_index)
+        return jax.vmap(jax.vmap(u, in_axes=(None, 0)), in_axes=(0, None))(hs, grads)
+
+    U = map_jit(grid, split_map(rmap, readout))(hs, grads)
     return U.reshape(states.shape[:-1] + grads.shape)
 
 
@@ -57,11 +61,13 @@ def update_along(rmap, h, direction, offsets, grads, readout=None, *, input_dim:
 
 
 def alpha_eff_fn(rmap, readout=None, *, input_dim: int = 1, input_index: int = 0, fd_step: float | None = None):
-    """The traceable function h (H,) → α_eff(h) = −dU_h/dg at g = 0 (see :func:`effective_lr`)."""
+    """The traceable function h (H,) → α_eff(h) = −dU_h/dg at g = 0 (see :func:`effective_lr`).
+
+    ``fd_step`` may be a scalar array (traced: one compiled function for every step, see :func:`fd_argument`)."""
     u = _update_fn(rmap, readout, input_dim, input_index)
     if fd_step is None:
         return lambda h: -jax.grad(u, argnums=1)(h, jnp.zeros((), h.dtype))
-    d = float(fd_step)
+    d = fd_step if isinstance(fd_step, jax.Array) else float(fd_step)
     return lambda h: -(u(h, jnp.asarray(d, h.dtype)) - u(h, jnp.asarray(-d, h.dtype))) / (2.0 * d)
 
 
@@ -72,10 +78,22 @@ def effective_lr(rmap, states, readout=None, *, input_dim: int = 1, input_index:
     By autodiff; with ``fd_step`` δ, by the central difference −(U(δ) − U(−δ))/(2δ) instead (for features that are
     not differentiable at 0, e.g. log_sign, whose autodiff slope there is 0).
     """
-    one = alpha_eff_fn(rmap, readout, input_dim=input_dim, input_index=input_index, fd_step=fd_step)
     states = jnp.asarray(states)
     hs = states.reshape((-1, states.shape[-1]))
-    return jax.jit(jax.vmap(one))(hs).reshape(states.shape[:-1])
+
+    autodiff = fd_step is None
+
+    def alphas(pair, hs, d):
+        one = alpha_eff_fn(pair, input_dim=input_dim, input_index=input_index, fd_step=None if autodiff else d)
+        return jax.vmap(one)(hs)
+
+    return map_jit(alphas, split_map(rmap, readout))(hs, fd_argument(fd_step, hs.dtype)).reshape(states.shape[:-1])
+
+
+def fd_argument(fd_step: float | None, dtype) -> jax.Array:
+    """``fd_step`` as a scalar array of ``dtype`` (0 for autodiff), to pass to a compiled function as an argument:
+    the step is the median |g| met, different for every optimizer, and would otherwise be compiled in."""
+    return jnp.asarray(0.0 if fd_step is None else fd_step, dtype)
 
 
 class Saturation(NamedTuple):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex import analysis as A
+from lorex.analysis._common import map_jit
 from lorex.mechanisms import evidence as E
 from lorex.mechanisms.finding import Finding, bootstrap_mean, finding
 
@@ -39,10 +40,13 @@ class Clipping(NamedTuple):
 
 
 def _update_and_slope(rmap):
-    def u(h, g):
-        return rmap.readout(rmap.step(h, jnp.reshape(g, (1,)).astype(h.dtype)))
+    def both(rmap, hs, gs):
+        def u(h, g):
+            return rmap.readout(rmap.step(h, jnp.reshape(g, (1,)).astype(h.dtype)))
 
-    return jax.jit(jax.vmap(lambda h, g: (u(h, g), jax.grad(u, argnums=1)(h, g))))
+        return jax.vmap(lambda h, g: (u(h, g), jax.grad(u, argnums=1)(h, g)))(hs, gs)
+
+    return map_jit(both, rmap)
 
 
 def clipping(rmap, ev: E.Evidence, *, points: int = 101) -> Clipping:

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex import analysis as A
+from lorex.analysis._common import map_jit
+from lorex.analysis.update_function import fd_argument
 
 ZERO_MET_RATIO = 0.05
 CONVERGED_SHRINK = 1e-2
@@ -55,8 +57,10 @@ class Evidence(NamedTuple):
 
 def record(rmap, family, keys, steps: int | None = None) -> Evidence:
     """Run ``rmap`` (coordinatewise, as the optax transformation does) on the problems of ``keys`` (S, 2)."""
-    f = jax.jit(jax.vmap(lambda k: A.record_map_trajectory(rmap, family, k, steps)))
-    tr = f(jnp.asarray(keys))
+    def run(rmap, keys):
+        return jax.vmap(lambda k: A.record_map_trajectory(rmap, family, k, steps))(keys)
+
+    tr = map_jit(run, rmap)(jnp.asarray(keys))
     return Evidence(np.asarray(tr.states), np.asarray(tr.grads), np.asarray(tr.losses, np.float64),
                     np.asarray(rmap.h0))
 
@@ -66,17 +70,22 @@ def replay(rmap, grads, losses=None) -> Evidence:
     and for gradients recorded elsewhere.  ``losses`` default to the per-run RMS gradient (a stand-in)."""
     g = jnp.asarray(grads)
     h0 = jnp.asarray(rmap.h0)
-    cell = jax.vmap(lambda h, gi: rmap.step(h, gi[None].astype(h.dtype)))
 
-    def run(gs):
-        def body(h, gt):
-            h = cell(h, gt)
-            return h, h
+    def run(rmap, g):
+        cell = jax.vmap(lambda h, gi: rmap.step(h, gi[None].astype(h.dtype)))
 
-        _, hs = jax.lax.scan(body, jnp.broadcast_to(h0, (gs.shape[1], h0.shape[0])), gs)
-        return hs
+        def one(gs):
+            def body(h, gt):
+                h = cell(h, gt)
+                return h, h
 
-    states = np.asarray(jax.jit(jax.vmap(run))(g))
+            start = jnp.asarray(rmap.h0)
+            _, hs = jax.lax.scan(body, jnp.broadcast_to(start, (gs.shape[1], start.shape[0])), gs)
+            return hs
+
+        return jax.vmap(one)(g)
+
+    states = np.asarray(map_jit(run, rmap)(g))
     if losses is None:
         rms = np.sqrt(np.mean(np.asarray(grads, np.float64) ** 2, axis=2))
         losses = np.concatenate([rms, rms[:, -1:]], axis=1)
@@ -136,7 +145,7 @@ def zero_input(rmap, ev: Evidence, grange: GradientRange | None = None) -> ZeroI
     if not np.isfinite(gr.p1):
         return ZeroInput(False, float("nan"), "no nonzero gradient was met")
     h = jnp.asarray(late_states(ev, 128), ev.states.dtype)
-    step = jax.vmap(rmap.step, in_axes=(0, None))
+    step = jax.vmap(rmap.step, in_axes=(0, None))  # eager, as before: its primitives take the weights as arguments
 
     def resp(g):
         return np.asarray(step(h, jnp.asarray([g], h.dtype)), np.float64)
@@ -185,7 +194,9 @@ def alpha_eff_at(rmap, states, fd_step: float | None) -> np.ndarray:
     """α_eff at states (..., H), in chunks (bounded memory for millions of visited states)."""
     states = np.asarray(states)
     flat = states.reshape(-1, states.shape[-1])
-    fn = jax.jit(jax.vmap(A.alpha_eff_fn(rmap, fd_step=fd_step)))
-    out = [np.asarray(fn(jnp.asarray(flat[i:i + ALPHA_CHUNK]))) for i in range(0, flat.shape[0], ALPHA_CHUNK)]
+    autodiff = fd_step is None
+    fn = map_jit(lambda rmap, hs, d: jax.vmap(A.alpha_eff_fn(rmap, fd_step=None if autodiff else d))(hs), rmap)
+    d = fd_argument(fd_step, states.dtype)
+    out = [np.asarray(fn(jnp.asarray(flat[i:i + ALPHA_CHUNK]), d)) for i in range(0, flat.shape[0], ALPHA_CHUNK)]
     res = np.concatenate(out) if out else np.zeros((0,))
     return res.reshape(states.shape[:-1]).astype(np.float64)

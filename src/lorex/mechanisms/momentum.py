@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex import analysis as A
+from lorex.analysis._common import map_jit
 from lorex.mechanisms import evidence as E
 from lorex.mechanisms.finding import Finding, bootstrap_mean, finding, sensitivity_tolerance
 
@@ -132,12 +133,13 @@ def momentum(rmap, ev: E.Evidence, *, polyak: tuple[float, float] | None = None,
     # per converged run: its own fixed point from the mean of its final states
     run_seeds = jnp.asarray(np.nanmean(final, axis=1), dt)
     zeros = jnp.zeros((run_seeds.shape[0], 1), dt)
-    h_r, q_r = A.newton_polish(rmap.step, run_seeds, zeros, newton_steps)
+    polish = map_jit(lambda step, h, x: A.newton_polish(step, h, x, newton_steps), rmap.step)
+    h_r, q_r = polish(run_seeds, zeros)
     per_run = _per_run(rmap, np.asarray(h_r), np.asarray(q_r))
     beta, ci = bootstrap_mean(per_run.beta)
     alpha, a_ci = bootstrap_mean(per_run.alpha)
     noise = PERTURBATION * jax.random.normal(jax.random.fold_in(key, 1), run_seeds.shape, dt)
-    h_p, q_p = A.newton_polish(rmap.step, run_seeds + noise, zeros, newton_steps)
+    h_p, q_p = polish(run_seeds + noise, zeros)
     beta_p = float(np.nanmean(_per_run(rmap, np.asarray(h_p), np.asarray(q_p)).beta))
     moved = abs(beta_p - beta)
     tol = sensitivity_tolerance(ci, THRESHOLD)

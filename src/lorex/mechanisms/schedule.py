@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex import analysis as A
+from lorex.analysis._common import map_jit
+from lorex.analysis.update_function import fd_argument
 from lorex.mechanisms import evidence as E
 from lorex.mechanisms.finding import Finding, bootstrap_mean, finding, sensitivity_tolerance
 
@@ -119,19 +121,24 @@ def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, s
 
 def _autonomous_batch(rmap, steps: int, h0s, fd_step):
     """States (B, T + 1, H) and α_eff (B, T + 1) of h_{k+1} = F(h_k, 0) from each of the initial states ``h0s``."""
-    alpha = A.alpha_eff_fn(rmap, fd_step=fd_step)
-    x0 = jnp.zeros((1,), h0s.dtype)
+    autodiff = fd_step is None
 
-    def run(h0):
-        def body(h, _):
-            h1 = rmap.step(h, x0)
-            return h1, h1
+    def run(rmap, h0s, d):
+        alpha = A.alpha_eff_fn(rmap, fd_step=None if autodiff else d)
+        x0 = jnp.zeros((1,), h0s.dtype)
 
-        _, hs = jax.lax.scan(body, h0, None, length=steps)
-        hs = jnp.concatenate([h0[None], hs])
-        return hs, jax.vmap(alpha)(hs)
+        def one(h0):
+            def body(h, _):
+                h1 = rmap.step(h, x0)
+                return h1, h1
 
-    states, alphas = jax.jit(jax.vmap(run))(h0s)
+            _, hs = jax.lax.scan(body, h0, None, length=steps)
+            hs = jnp.concatenate([h0[None], hs])
+            return hs, jax.vmap(alpha)(hs)
+
+        return jax.vmap(one)(h0s)
+
+    states, alphas = map_jit(run, rmap)(h0s, fd_argument(fd_step, h0s.dtype))
     return np.asarray(states), np.asarray(alphas, np.float64)
 
 
