@@ -61,6 +61,13 @@ def _readonly(tmp):
     return str(d / "out")
 
 
+def _population(tmp):
+    """A folder with two members of different architectures (not one population), seed-0 and seed-2."""
+    for k in (0, 2):
+        tiny_optimizer(tmp / "pop" / f"seed-{k}", hidden=4 + k, seed=k)
+    return tmp / "pop"
+
+
 B = ["benchmark", "--task", "linreg", "--steps", "5", "--tuning-seeds", "2", "--test-seeds", "2", "--no-learned"]
 T = ["train", "--task", "linreg", "--set", "n=3", "--set", "m=3", "--hidden", "4", "--batch", "2", "--unroll", "6",
      "--steps", "6"]
@@ -140,6 +147,14 @@ CASES = [
     ("set-malformed", ["tune", "--task", "linreg", "--set", "n"], "--set"),
     ("set-unknown-field", ["tune", "--task", "linreg", "--set", "bogus=1"], "linreg.bogus"),
     ("train-set-nan", T[:3] + ["--out", "OUT", "--set", "lambda_min=nan"], "linreg.lambda_min"),
+    # populations and presets
+    ("train-seeds-repeated", T + ["--out", "OUT", "--seeds", "1", "1"], "seeds"),
+    ("train-seeds-negative", T + ["--out", "OUT", "--seeds", "0", "-1"], "seed"),
+    ("train-seeds-and-seed", T + ["--out", "OUT", "--seeds", "0", "1", "--seed", "3"], "--seeds"),
+    ("train-preset-unknown", T + ["--out", "OUT", "--preset", "huge"], "preset"),
+    ("benchmark-members-zero", B + ["--members", "0"], "members"),
+    ("reproduce-members-zero", ["reproduce", "--out", "OUT", "--members", "0"], "members"),
+    ("benchmark-population-mixed", lambda t: B[:-1] + ["--optimizer", str(_population(t))], "population member"),
     # float flags
     ("input-scale-inf", T + ["--out", "OUT", "--input-scale", "inf"], "input-scale"),
     ("input-scale-nan", T + ["--out", "OUT", "--input-scale", "nan"], "input-scale"),

@@ -14,7 +14,7 @@ from lorex.report.reproduce import reproduce
 
 FIGURES = ("1_performance", "2_momentum", "3_clipping", "4_schedule", "5_adaptation", "6_distill")
 TOP_KEYS = {"format_version", "generated_utc", "command", "argv", "arguments", "seed", "seeds", "versions", "rules",
-            "notes", "findings", "tasks", "figures", "wall_seconds"}
+            "notes", "findings", "agreement", "tasks", "figures", "wall_seconds"}
 TASK_KEYS = {"optimizer", "benchmark", "performance", "evidence", "momentum", "clipping", "schedule", "adaptation",
              "analysis_wall_seconds", "distill"}
 SECTION_KEYS = {
@@ -45,7 +45,8 @@ def test_reproduce_tiny_writes_everything(tmp_path):
     assert set(res) == TOP_KEYS
     assert set(res["tasks"]) == {"linreg"}
     t = res["tasks"]["linreg"]
-    assert set(t) == TASK_KEYS
+    assert set(t) == TASK_KEYS  # one optimizer given: no population section, no paper-preset one
+    assert res["agreement"] == []
     for section, keys in SECTION_KEYS.items():
         assert set(t[section]) == keys, section
     assert set(t["performance"]["learned_vs_best"]["learned"]) == {"final_loss", "mean_log_loss"}
@@ -54,7 +55,8 @@ def test_reproduce_tiny_writes_everything(tmp_path):
     assert t["evidence"]["n_runs"] == 2 and t["evidence"]["steps"] == 30
     assert res["seed"] == 0 and res["seeds"]["tuning"] == {"linreg": 4} and res["seeds"]["test"] == {"linreg": 8}
     assert res["versions"]["jax"] and res["arguments"]["test_seeds"] == 8 and "reproduce" in res["command"]
-    assert set(res["wall_seconds"]["tasks"]["linreg"]) == {"optimizer", "benchmark", "analysis", "figures", "distill"}
+    assert set(res["wall_seconds"]["tasks"]["linreg"]) == {"optimizer", "benchmark", "analysis", "figures", "population",
+                                                           "distill"}
     assert {"surrogate", "explained_fraction", "ablations", "references"} <= set(t["distill"])
     assert {"value", "se"} <= set(t["distill"]["explained_fraction"])
     mech = [(f["task"], f["mechanism"]) for f in res["findings"]]
@@ -98,16 +100,17 @@ def test_bad_analysis_option(tmp_path):
 @pytest.mark.slow
 def test_retrain_trains_then_reuses(tmp_path):
     kw = dict(tasks=["linreg"], retrain=True, test_seeds=8, tuning_seeds=4, steps=30, progress=False,
-              baselines=("momentum", "rmsprop", "adam"), analysis_options=TINY,
-              train_overrides=dict(steps=5, hidden=8, batch=4, val_every=5, checkpoint_every=5))
+              baselines=("momentum", "rmsprop", "adam"), analysis_options=TINY, members=2,
+              train_overrides=dict(steps=5, hidden=8, batch=4, val_every=5, checkpoint_every=5, meta_lr=0.01))
     out = reproduce(tmp_path / "run", **kw)
-    opt = out / "optimizers" / "linreg"
-    assert (opt / "optimizer.json").exists()
+    opt = out / "optimizers" / "linreg" / "seed-0"
+    assert (opt / "optimizer.json").exists() and (opt.parent / "seed-1" / "optimizer.json").exists()
     stamp = (opt / "params.npz").stat().st_mtime_ns
     reproduce(tmp_path / "run", **kw)  # the finished run is reused, not retrained
     assert (opt / "params.npz").stat().st_mtime_ns == stamp
     res = json.loads((out / "results.json").read_text())
     assert res["tasks"]["linreg"]["optimizer"]["source"] == "retrained"
     assert res["tasks"]["linreg"]["optimizer"]["lopt_config"]["hidden"] == 8
+    assert [m["seed"] for m in res["tasks"]["linreg"]["population"]["members"]] == [0, 1]
     with pytest.raises(LorexError, match="another configuration"):
         reproduce(tmp_path / "run", **{**kw, "train_overrides": dict(steps=6, hidden=8, batch=4)})

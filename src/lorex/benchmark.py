@@ -124,6 +124,19 @@ def format_table(result: dict) -> str:
         lines.append(f"WARNING: {w}")
     for r in result["optimizers"].values():
         lines += [f"note: {n}" for n in r.get("notes", [])]
+    pop = result.get("population")
+    if pop:
+        lines.append(f"population: {pop['n']} members (meta-training seeds) against the best baseline; "
+                     f"better by > 2 s.e.: {pop['wins']['mean_log_loss']} of {pop['n']} on mean log loss, "
+                     f"{pop['wins']['final_loss']} of {pop['n']} on final loss")
+        for seed_, r in pop["members"].items():
+            cells = []
+            for metric in ("mean_log_loss", "final_loss"):
+                c = r["comparison"].get(metric)
+                if c is not None:
+                    m = c["margin_in_se"]
+                    cells.append(f"{metric} {c['learned']:.4g} (margin {'n/a' if m is None else f'{m:.1f}'} s.e.)")
+            lines.append(f"  seed {seed_:<4} " + "; ".join(cells))
     for name, c in result.get("comparison", {}).items():
         for metric, v in c.items():
             m = v["margin_in_se"]

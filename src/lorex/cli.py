@@ -143,23 +143,26 @@ def cmd_benchmark(args) -> int:
     from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS
     from lorex.benchmark import format_table, run_benchmark, write_benchmark
     from lorex.errors import check_choice
-    from lorex.lopt import learned_optimizer, load_params, pretrained_names
+    from lorex.benchmark import benchmark_population
+    from lorex.lopt import learned_optimizer, load_members, member_dirs, pretrained_names
 
     _check_out(args.out)
     family = _family(args)
     names = args.optimizers or DEFAULT_OPTIMIZERS
     for n in names:
         check_choice("optimizer", n, OPTIMIZERS)
-    learned, hidden = {}, []
+    learned, hidden, weights = {}, [], {}
     source = args.optimizer or (args.task if not args.no_learned and args.task in pretrained_names() else None)
-    if source:
-        params, config, _ = load_params(source)
-        learned["learned"] = learned_optimizer(params, config)
+    if source:  # the optimizer and, where it has them, the other members of its population
+        weights, config, _ = load_members(dict(list(member_dirs(source).items())[:args.members]))
+        learned["learned"] = learned_optimizer(next(iter(weights.values())), config)
         hidden.append(config.hidden)
     _check_sizes(family, names, args, hidden)
     t0 = time.perf_counter()
     result = run_benchmark(family, seed=args.seed, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds,
                            optimizers=tuple(names), learned=learned, steps=args.steps)
+    if len(weights) > 1:
+        result["population"] = benchmark_population(weights, config, family, result)
     result["wall_seconds"] = time.perf_counter() - t0
     print(format_table(result))
     if args.out:
@@ -265,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_args(b)
     b.add_argument("--optimizer", help="a learned optimizer: shipped name or run folder (default: the task's)")
     b.add_argument("--no-learned", action="store_true", help="baselines only")
+    b.add_argument("--members", type=_positive_int("members"), default=5,
+                   help="also evaluate up to N members of the optimizer's population (default 5; 1 = it alone)")
     b.add_argument("--out", type=Path, help="write results.json and the loss-curve figure here")
     b.set_defaults(func=cmd_benchmark)
 

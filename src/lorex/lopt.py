@@ -288,6 +288,19 @@ def load_params(name_or_dir: str | Path, *, seed: int | None = None,
     return params, config, meta
 
 
+def load_members(dirs: dict[int, Path]) -> tuple[dict, LOptConfig, dict]:
+    """({seed: weights}, the shared architecture, {seed: metadata}); members of different architectures are an
+    error (a population is one configuration trained from several seeds)."""
+    params, metas, config = {}, {}, None
+    for s, d in dirs.items():
+        p, c, md = load_params(d)
+        if config is not None and c != config:
+            raise LorexError(f"population member seed {s}", f"architecture {dataclasses.asdict(c)} differs from "
+                             f"the first member's {dataclasses.asdict(config)}", "members of one configuration")
+        params[s], metas[s], config = p, md, c
+    return params, config, metas
+
+
 def load_optimizer(name_or_dir: str | Path, *, seed: int | None = None,
                    preset: str | None = None) -> optax.GradientTransformationExtraArgs:
     """A trained learned optimizer as an optax transformation, from a shipped name or a run folder.

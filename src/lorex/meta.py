@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -221,17 +222,9 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
     """
     mesh = mesh or batch_mesh()
     check_batch(cfg, mesh)
-    horizon = cfg.horizon()
-    opt = meta_optimizer(cfg)
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("batch"))
-
-    def meta_step(params, opt_state, keys):
-        loss, grads = jax.value_and_grad(batch_objective)(params, keys, cfg, family, horizon)
-        params, opt_state = guarded_update(opt, params, opt_state, grads, loss)
-        return params, opt_state, loss
-
-    jitted = jax.jit(meta_step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
+    jitted = _jitted_meta_step(dataclasses.replace(cfg, seed=0), family, mesh)
 
     def place(params, opt_state):
         # the state enters with the sharding the step returns it with (replicated over the mesh): a fresh or loaded
@@ -244,6 +237,22 @@ def make_meta_step(cfg: MetaConfig, family, mesh: Mesh | None = None):
     step.lower = lambda p, s, k: jitted.lower(*place(p, s), shard_batch(k, split))
     step.compilations = jitted._cache_size  # how many times the step was compiled (tests: exactly once)
     return step
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_meta_step(cfg: MetaConfig, family, mesh: Mesh):
+    # keyed on the config without its seed (the seed only chooses the keys and the initial weights), so the members
+    # of a population, trained one after another in one process, share one compiled step
+    horizon = cfg.horizon()
+    opt = meta_optimizer(cfg)
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def meta_step(params, opt_state, keys):
+        loss, grads = jax.value_and_grad(batch_objective)(params, keys, cfg, family, horizon)
+        params, opt_state = guarded_update(opt, params, opt_state, grads, loss)
+        return params, opt_state, loss
+
+    return jax.jit(meta_step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
 
 
 def check_batch(cfg: MetaConfig, mesh: Mesh | None = None) -> None:
@@ -282,10 +291,16 @@ def shard_batch(keys, sharding: NamedSharding) -> jax.Array:
 
 
 def make_validation(cfg: MetaConfig, family):
+    """``validate(params)``: the meta-objective on the run's fixed validation problems (stream "validation")."""
     keys = seeds.keys(cfg.seed, "validation", cfg.val_batch)
+    f = _jitted_validation(dataclasses.replace(cfg, seed=0), family)
+    return lambda p: f(p, keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_validation(cfg: MetaConfig, family):
     horizon = cfg.horizon()
-    f = jax.jit(lambda p: batch_objective(p, keys, cfg, family, horizon))
-    return f
+    return jax.jit(lambda p, keys: batch_objective(p, keys, cfg, family, horizon))
 
 
 def step_keys(cfg: MetaConfig, step: int) -> jax.Array:

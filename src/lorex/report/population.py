@@ -15,6 +15,7 @@ from lorex import lopt
 from lorex import mechanisms as M
 from lorex.benchmark import benchmark_population
 from lorex.errors import LorexError
+from lorex.lopt import load_members
 from lorex.report.analyze import findings, mechanisms_of
 
 
@@ -24,19 +25,6 @@ def _member_json(stats: dict) -> dict:
         out["metrics"] = stats["metrics"]
     out["comparison"] = stats["comparison"]
     return out
-
-
-def load_members(dirs: dict[int, Path]) -> tuple[dict, lopt.LOptConfig, dict]:
-    """({seed: weights}, the shared architecture, {seed: metadata}); members of different architectures are an
-    error (a population is one configuration trained from several seeds)."""
-    params, metas, config = {}, {}, None
-    for s, d in dirs.items():
-        p, c, md = lopt.load_params(d)
-        if config is not None and c != config:
-            raise LorexError(f"population member seed {s}", f"architecture {dataclasses.asdict(c)} differs from "
-                             f"the first member's {dataclasses.asdict(config)}", "members of one configuration")
-        params[s], metas[s], config = p, md, c
-    return params, config, metas
 
 
 def population(task: str, family, dirs: dict[int, Path], bench: dict, reference_seed: int,
