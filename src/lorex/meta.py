@@ -485,8 +485,8 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
     validate = make_validation(cfg, family)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     main = jax.process_index() == 0  # with several hosts, one writes files and shows progress
-    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task}", disable=not (progress and main),
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task} (seed {cfg.seed})",
+               disable=not (progress and main), dynamic_ncols=True)
     t_start = time.perf_counter() - st.wall_seconds
     if st.step == 0 and not st.val_history:  # the starting point: training must beat it
         val0 = float(validate(st.params))

@@ -137,7 +137,7 @@ def _row(name, mll, curves, reference=None):
 def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tuning_seeds: int | None = None,
             benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
             steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
-            n_boot: int = N_BOOT) -> dict:
+            n_boot: int = N_BOOT, references: bool = True) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
@@ -145,6 +145,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     baselines; its test seeds and steps are used), computed when None.  ``analysis``: the
     :func:`lorex.mechanisms.analyze` result of this optimizer on this task, computed when None (on
     ``analysis_runs`` problems of the analysis stream).  Every surrogate parameter comes from the analysis; none is tuned on test seeds.
+    ``references``: also put tuned Momentum, RMSProp and Adam through the same extraction and rebuild them (a check
+    of the extraction on optimizers whose mechanisms are known; it costs more than the rest together).
     """
     t_start = time.perf_counter()
     walls = {}
@@ -211,7 +213,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     # every surrogate (full, ablated, and the references' own) in ONE compiled, vmapped call
     variants = [sur] + [sur.ablate(m) for m in S.MECHANISMS]
     t1 = time.perf_counter()
-    refs, ref_surs = _references(base, family, T, lens, seed, progress, task)
+    refs, ref_surs = _references(base, family, T, lens, seed, progress, task) if references else ({}, {})
     walls["references"] = time.perf_counter() - t1
     all_losses = evaluate_surrogates(variants + list(ref_surs.values()), family, keys, T)
     (mll_s, cur_s), sur_ab = all_losses[0], all_losses[1:len(variants)]

@@ -200,6 +200,10 @@ def distill_html(result: dict) -> str:
         parts.append("<p>Reference optimizers (tuned) through the same lens:</p>")
         parts.append(_table(("optimizer", "hyperparameters", "verdicts (momentum, clipping, schedule, adaptation)",
                              "β_eff", "g90 at h0 (g > 0)", "schedule final/peak", "adaptation slope", "own surrogate vs itself (mean log loss)"), rows))
+    else:
+        parts.append("<p class='small'>The check of the extraction on tuned Momentum, RMSProp and Adam (rebuilt "
+                     f"through the same lens) was not run here: <code>lorex distill --optimizer {_e(result['task'])}"
+                     "</code> runs it.</p>")
     return "\n".join(parts)
 
 
