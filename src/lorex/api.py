@@ -30,7 +30,8 @@ def _family(task: str, task_overrides: dict | None):
     return tasks.make(task, **(task_overrides or {}))
 
 
-def _baselines(names) -> tuple[str, ...]:
+def baseline_names(names) -> tuple[str, ...]:
+    """The baselines to run (default sgd, momentum, rmsprop, adam), each checked against the known ones."""
     from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS
     from lorex.errors import check_choice
 
@@ -90,7 +91,7 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
     from lorex.lopt import learned_optimizer, load_members, member_dirs, pretrained_names
 
     family = _family(task, task_overrides)
-    names = _baselines(baselines)
+    names = baseline_names(baselines)
     transformations, hidden, weights = {}, [], {}
     source = optimizer or (task if learned and task in pretrained_names() else None)
     if source:  # the optimizer and, where it has them, the other members of its population

@@ -105,11 +105,11 @@ def _eval_args(p):
 
 def cmd_tune(args) -> int:
     from lorex import seeds
-    from lorex.api import _baselines, check_sizes
+    from lorex.api import baseline_names, check_sizes
     from lorex.baselines import tune
 
     family = _family(args)
-    names = _baselines(args.optimizers)
+    names = baseline_names(args.optimizers)
     n_tune = check_sizes(family, names, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps)
     keys = seeds.keys(args.seed, "tuning", n_tune)
     for n in names:
