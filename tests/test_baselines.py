@@ -24,13 +24,13 @@ class Parabola:
 
 @pytest.mark.parametrize("name,lr", [("sgd", 0.5), ("momentum", 0.3), ("rmsprop", 0.03), ("adam", 0.05)])
 def test_converges_on_parabola(name, lr):
-    curves = lorex.evaluate(baseline(name, lr), Parabola(), seeds.keys(0, "test", 4))
+    curves = lorex.evaluate_optimizer(baseline(name, lr), Parabola(), seeds.keys(0, "test", 4))
     assert (curves[:, -1] < 1e-3 * curves[:, 0]).all()
 
 
 def test_converges_on_rosenbrock():
     f = lorex.tasks.make("rosenbrock", steps=3000)
-    curves = lorex.evaluate(baseline("momentum", 1e-3, 0.9), f, seeds.keys(0, "test", 4))
+    curves = lorex.evaluate_optimizer(baseline("momentum", 1e-3, 0.9), f, seeds.keys(0, "test", 4))
     assert (curves[:, -1] < 1e-6).all()
 
 
@@ -43,10 +43,10 @@ def test_tuned_linreg_inside_grid_and_no_recompile():
     assert len(lrs) >= 4 * np.log10(lrs[-1] / lrs[0])  # at least 4 per decade
     assert t.scores.shape == (len(lrs), len(t.grid.second))
     test_keys = seeds.keys(0, "test", 8)
-    lorex.evaluate(t.transformation(), f, test_keys)
-    n_before = lorex.evaluate.__globals__["_compiled"].cache_info().misses
-    lorex.evaluate(t.transformation(), f, test_keys)
-    assert lorex.evaluate.__globals__["_compiled"].cache_info().misses == n_before
+    lorex.evaluate_optimizer(t.transformation(), f, test_keys)
+    n_before = lorex.evaluate._compiled.cache_info().misses
+    lorex.evaluate_optimizer(t.transformation(), f, test_keys)
+    assert lorex.evaluate._compiled.cache_info().misses == n_before
 
 
 def test_grid_edge_warns():

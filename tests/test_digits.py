@@ -71,7 +71,7 @@ def test_through_evaluate_with_heldout_accuracy():
     assert curves.shape == (3, 61) and np.isfinite(curves).all()
     assert set(metrics) == {"accuracy", "heldout_loss"} and metrics["accuracy"].shape == (3,)
     assert (metrics["accuracy"] > 0.5).all()  # chance is 0.1; a few dozen Adam steps already classify
-    np.testing.assert_allclose(lorex.evaluate(optax.adam(0.03), f, keys, steps=60), curves, rtol=1e-5)
+    np.testing.assert_allclose(lorex.evaluate_optimizer(optax.adam(0.03), f, keys, steps=60), curves, rtol=1e-5)
     # index t is the loss of the parameters after t steps on step t's minibatch
     assert float(curves[:, -10:].mean()) < 0.5 * float(curves[:, 0].mean())
     # families without metrics report none

@@ -13,7 +13,7 @@ from lorex.errors import LorexError
 def test_shape_and_index_zero_is_initial_loss():
     f = lorex.tasks.make("linreg")
     keys = seeds.keys(0, "test", 5)
-    curves = lorex.evaluate(optax.sgd(0.5), f, keys, steps=30)
+    curves = lorex.evaluate_optimizer(optax.sgd(0.5), f, keys, steps=30)
     assert curves.shape == (5, 31)
     from lorex.evaluate import problem_and_params
 
@@ -24,7 +24,7 @@ def test_shape_and_index_zero_is_initial_loss():
 def test_no_recompile_on_second_call():
     f = lorex.tasks.make("rosenbrock")
     tx = optax.adam(0.1)
-    lorex.evaluate(tx, f, seeds.keys(0, "test", 4), steps=10)
+    lorex.evaluate_optimizer(tx, f, seeds.keys(0, "test", 4), steps=10)
     with jax.log_compiles():
         import logging
 
@@ -33,7 +33,7 @@ def test_no_recompile_on_second_call():
         handler.emit = records.append
         logging.getLogger("jax").addHandler(handler)
         try:
-            lorex.evaluate(tx, f, seeds.keys(1, "test", 4), steps=10)
+            lorex.evaluate_optimizer(tx, f, seeds.keys(1, "test", 4), steps=10)
         finally:
             logging.getLogger("jax").removeHandler(handler)
     assert not [r for r in records if "Compiling" in r.getMessage()]
@@ -64,7 +64,7 @@ def test_streams_disjoint():
 
 def test_bad_steps():
     with pytest.raises(LorexError, match="steps"):
-        lorex.evaluate(optax.sgd(0.1), lorex.tasks.make("linreg"), seeds.keys(0, "test", 2), steps=0)
+        lorex.evaluate_optimizer(optax.sgd(0.1), lorex.tasks.make("linreg"), seeds.keys(0, "test", 2), steps=0)
 
 
 def test_truncation_and_remat_do_not_change_forward():

@@ -1,6 +1,6 @@
 """The package is layered: a module imports only from its own layer or below, never upward (no import cycles).
 
-cli → report → distill → mechanisms → analysis → lopt / tasks / evaluate / meta / baselines / benchmark →
+cli / api → report → distill → mechanisms → analysis → lopt / tasks / evaluate / meta / baselines / benchmark →
 io / errors / seeds / plotting.  Every import counts, including those inside functions.
 """
 
@@ -17,7 +17,7 @@ LAYERS = [
     {"mechanisms"},
     {"distill"},
     {"report"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "api", "__init__", "__main__"},
 ]
 
 

@@ -1,8 +1,14 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from lorex import lopt
 from lorex.errors import LorexError
@@ -65,6 +71,80 @@ def test_one_source_of_truth(key):
         h = rmap.step(rmap.h0, g[i : i + 1])
         np.testing.assert_allclose(rmap.readout(h), updates[i], rtol=1e-6)
         np.testing.assert_allclose(h, state.hidden[i], rtol=1e-6)
+
+
+def raveled_reference(p, cfg, grads_seq, params):
+    """The transformation as it was written before per-leaf states: every coordinate in one raveled (N, H) state."""
+    flat, unravel = ravel_pytree(params)
+    h = jnp.broadcast_to(p["h0"], (flat.size, cfg.hidden))
+    out = []
+    for grads in grads_seq:
+        g, _ = ravel_pytree(grads)
+        h, u = lopt.step(p, cfg, h, g)
+        out.append(unravel(u))
+    return out, h
+
+
+@pytest.mark.parametrize("features", ["raw", "log_sign"])
+def test_per_leaf_state_matches_the_raveled_computation(key, features):
+    cfg = lopt.LOptConfig(hidden=8, features=features, input_scale=2.0)
+    p = trained_like(key, cfg)
+    grads_seq = [jax.tree_util.tree_map(lambda x, t=t: jnp.sin(x + 0.3 * t) * (t + 1), PARAMS) for t in range(4)]
+    want, h_want = raveled_reference(p, cfg, grads_seq, PARAMS)
+    tx = lopt.learned_optimizer(p, cfg)
+    state = tx.init(PARAMS)
+    for leaf, s in zip(jax.tree_util.tree_leaves(PARAMS), jax.tree_util.tree_leaves(state.hidden)):
+        assert s.shape == (*leaf.shape, cfg.hidden)
+    for grads, w in zip(grads_seq, want):
+        u, state = tx.update(grads, state, PARAMS)
+        for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(w)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    h = jnp.concatenate([s.reshape(-1, cfg.hidden) for s in jax.tree_util.tree_leaves(state.hidden)])
+    np.testing.assert_allclose(h, h_want, rtol=1e-6, atol=1e-7)
+
+
+def test_updates_keep_each_leaf_dtype(key):
+    cfg = lopt.LOptConfig(hidden=8)
+    p = trained_like(key, cfg)
+    params = {"w": jnp.linspace(-1, 1, 6, dtype=jnp.bfloat16), "b": jnp.ones((2,), jnp.float32)}
+    tx = lopt.learned_optimizer(p, cfg)
+    state = tx.init(params)
+    u, state = tx.update(params, state, params)
+    assert u["w"].dtype == jnp.bfloat16 and u["b"].dtype == jnp.float32
+    assert all(s.dtype == jnp.float32 for s in jax.tree_util.tree_leaves(state.hidden))
+    full, _ = tx.update(jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), params), tx.init(params))
+    np.testing.assert_allclose(u["w"].astype(jnp.float32), full["w"], rtol=1e-2)  # float32 inside, rounded once
+
+
+SHARDED = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from lorex import lopt
+    assert len(jax.devices()) == 2, jax.devices()
+    cfg = lopt.LOptConfig(hidden=8)
+    p = lopt.init_params(jax.random.PRNGKey(0), cfg)
+    p["readout"]["w"] = jax.random.normal(jax.random.PRNGKey(1), (8,))
+    tx = lopt.learned_optimizer(p, cfg)
+    params = {"w": jnp.linspace(-2.0, 2.0, 12).reshape(4, 3), "b": jnp.arange(3.0)}
+    mesh = Mesh(np.array(jax.devices()), ("x",))
+    sharded = dict(params, w=jax.device_put(params["w"], NamedSharding(mesh, P("x"))))
+    update = jax.jit(tx.update)
+    want, s_want = params, tx.init(params)
+    got, s_got = sharded, jax.jit(tx.init)(sharded)
+    for _ in range(3):
+        want, s_want = update(want, s_want, params)
+        got, s_got = update(got, s_got, sharded)
+    assert len(got["w"].sharding.device_set) == 2 and got["w"].dtype == jnp.float32
+    for a, b in zip(jax.tree_util.tree_leaves((got, s_got)), jax.tree_util.tree_leaves((want, s_want))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    print("OK")
+""")
+
+
+def test_update_of_a_parameter_sharded_over_2_devices_equals_the_unsharded_one():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
 
 
 def test_gru_cell_equations(key):

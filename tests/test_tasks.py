@@ -63,7 +63,7 @@ def test_rosenbrock_known_optimum(key):
 
 def test_two_moons_falls_under_adam():
     f = family("two_moons")
-    curves = lorex.evaluate(optax.adam(0.05), f, jax.random.split(jax.random.PRNGKey(2), 3), steps=100)
+    curves = lorex.evaluate_optimizer(optax.adam(0.05), f, jax.random.split(jax.random.PRNGKey(2), 3), steps=100)
     assert (curves[:, -1] < 0.5 * curves[:, 0]).all()
 
 
@@ -89,7 +89,7 @@ def test_user_task_by_module_attribute(tmp_path, monkeypatch):
         "quad = Quad()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     f = lorex.tasks.make("my_tasks:quad")
-    curves = lorex.evaluate(optax.sgd(0.1), f, jax.random.split(jax.random.PRNGKey(0), 2))
+    curves = lorex.evaluate_optimizer(optax.sgd(0.1), f, jax.random.split(jax.random.PRNGKey(0), 2))
     assert curves.shape == (2, 21) and (curves[:, -1] < 1e-3 * curves[:, 0]).all()
     with pytest.raises(LorexError, match="no attribute"):
         lorex.tasks.make("my_tasks:missing")

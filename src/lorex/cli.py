@@ -88,19 +88,6 @@ def _check_out(path):
         io.check_out_dir(path, "--out")
 
 
-def _check_sizes(family, names, args, learned_hidden=()):
-    """Refuse sizes whose tuning grid or evaluation cannot fit in memory, before compiling anything."""
-    from lorex import resources
-    from lorex.baselines import DEFAULT_TUNING_SEEDS, TUNING_SEEDS
-
-    n_tune = args.tuning_seeds or TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
-    steps = getattr(args, "steps", None) or family.steps
-    resources.check_benchmark(family, optimizers=names, tuning_seeds=n_tune,
-                              test_seeds=getattr(args, "test_seeds", 1) or 1, steps=steps,
-                              learned_hidden=list(learned_hidden))
-    return n_tune
-
-
 def _task_args(p, required=True):
     p.add_argument("--task", required=required,
                    help="linreg | rosenbrock | two_moons | module:attribute (a user's task family)")
@@ -118,14 +105,12 @@ def _eval_args(p):
 
 def cmd_tune(args) -> int:
     from lorex import seeds
-    from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS, tune
-    from lorex.errors import check_choice
+    from lorex.api import baseline_names, check_sizes
+    from lorex.baselines import tune
 
     family = _family(args)
-    names = args.optimizers or DEFAULT_OPTIMIZERS
-    for n in names:
-        check_choice("optimizer", n, OPTIMIZERS)
-    n_tune = _check_sizes(family, names, args)
+    names = baseline_names(args.optimizers)
+    n_tune = check_sizes(family, names, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps)
     keys = seeds.keys(args.seed, "tuning", n_tune)
     for n in names:
         t = tune(n, family, keys, args.steps)
@@ -138,32 +123,14 @@ def cmd_tune(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    import time
-
-    from lorex.baselines import DEFAULT_OPTIMIZERS, OPTIMIZERS
-    from lorex.benchmark import format_table, run_benchmark, write_benchmark
-    from lorex.errors import check_choice
-    from lorex.benchmark import benchmark_population
-    from lorex.lopt import learned_optimizer, load_members, member_dirs, pretrained_names
+    from lorex.api import benchmark_optimizer
+    from lorex.benchmark import format_table, write_benchmark
 
     _check_out(args.out)
-    family = _family(args)
-    names = args.optimizers or DEFAULT_OPTIMIZERS
-    for n in names:
-        check_choice("optimizer", n, OPTIMIZERS)
-    learned, hidden, weights = {}, [], {}
-    source = args.optimizer or (args.task if not args.no_learned and args.task in pretrained_names() else None)
-    if source:  # the optimizer and, where it has them, the other members of its population
-        weights, config, _ = load_members(dict(list(member_dirs(source).items())[:args.members]))
-        learned["learned"] = learned_optimizer(next(iter(weights.values())), config)
-        hidden.append(config.hidden)
-    _check_sizes(family, names, args, hidden)
-    t0 = time.perf_counter()
-    result = run_benchmark(family, seed=args.seed, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds,
-                           optimizers=tuple(names), learned=learned, steps=args.steps)
-    if len(weights) > 1:
-        result["population"] = benchmark_population(weights, config, family, result)
-    result["wall_seconds"] = time.perf_counter() - t0
+    result = benchmark_optimizer(args.task, optimizer=args.optimizer, learned=not args.no_learned,
+                                 members=args.members, baselines=args.optimizers, seed=args.seed,
+                                 tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps,
+                                 task_overrides=_overrides(args.set))
     print(format_table(result))
     if args.out:
         for p in write_benchmark(result, args.out):
@@ -172,7 +139,8 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from lorex import lopt, meta
+    from lorex import meta
+    from lorex.api import train
 
     if args.distributed:
         import jax
@@ -184,65 +152,37 @@ def cmd_train(args) -> int:
         if args.task and ":" not in args.task:
             raise LorexError("--task", "with --resume the task comes from the run's run.json; --task is only for "
                              "confirming a module:attribute task named there", ["module:attribute"])
-        members = [] if (args.resume / meta.RUN_FILE).exists() else meta.population_members(args.resume)
-        if members:  # a population folder: continue every unfinished member
-            run_dirs = [d if (d / lopt.META_FILE).exists() else meta.resume(d, progress=True, trusted_task=args.task)
-                        for d in members]
-        else:
-            run_dirs = [meta.resume(args.resume, progress=True, trusted_task=args.task)]
+        run_dirs = train(args.task, resume=args.resume)
+    elif not args.task or not args.out:
+        raise LorexError("train", "--task and --out are required unless --resume DIR is given",
+                         ["--task T --out DIR", "--resume DIR"])
     else:
-        if not args.task or not args.out:
-            raise LorexError("train", "--task and --out are required unless --resume DIR is given",
-                             ["--task T --out DIR", "--resume DIR"])
-        cfg = meta.config_from_args(args, _overrides(args.set))
-        if args.seeds is not None:
-            run_dirs = meta.train_population(cfg, args.seeds, args.out, progress=True)
-        else:
-            run_dirs = [meta.train(cfg, args.out, progress=True)]
+        run_dirs = train(args.task, args.out, seed=args.seed, seeds=args.seeds, preset=args.preset,
+                         task_overrides=_overrides(args.set), **meta.fields_from_args(args))
     for d in run_dirs:
         print(f"trained optimizer in {d}")
     return 0
 
 
 def cmd_reproduce(args) -> int:
-    from lorex import tasks
-    from lorex.baselines import DEFAULT_OPTIMIZERS
-    from lorex.report.reproduce import reproduce
+    from lorex.api import reproduce
 
     _check_out(args.out)
-    for t in args.tasks or ():
-        if t not in tasks.names():
-            raise LorexError("--tasks", f"unknown task {t!r}", tasks.names())
-    for t in args.tasks or ("linreg", "rosenbrock", "two_moons"):
-        if t in tasks.names():
-            _check_sizes(tasks.make(t), DEFAULT_OPTIMIZERS, args, [256])
-
-    out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed,
-                    test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, members=args.members)
+    out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed, test_seeds=args.test_seeds,
+                    tuning_seeds=args.tuning_seeds, members=args.members)
     print(f"report: {out / 'report.html'}")
     return 0
 
 
 def cmd_distill(args) -> int:
     """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
-    from lorex import io, lopt, tasks
-    from lorex.baselines import DEFAULT_OPTIMIZERS
-    from lorex.distill import distill, distill_figure, format_table
-    from lorex.tasks.base import make_from_file
+    from lorex import io
+    from lorex.api import distill_optimizer
+    from lorex.distill import distill_figure, format_table
 
     _check_out(args.out)
-    params, config, md = lopt.load_params(args.optimizer)
-    if args.task:
-        family = _family(args)
-    else:  # a task named in a file: registered names only, never an import
-        source = str(lopt.resolve_optimizer_dir(args.optimizer) / lopt.META_FILE)
-        if md.get("task") is None:
-            raise LorexError("--task", f"not given and {source} names none", tasks.names())
-        family = make_from_file(md.get("task"), source, **_overrides(args.set))
-    _check_sizes(family, DEFAULT_OPTIMIZERS, args, [config.hidden])
-    result = distill((params, config), family, seed=args.seed, test_seeds=args.test_seeds,
-                     tuning_seeds=args.tuning_seeds, progress=True)
-    result["optimizer"]["source"] = str(args.optimizer)
+    result = distill_optimizer(args.optimizer, task=args.task, task_overrides=_overrides(args.set), seed=args.seed,
+                               test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds)
     print(format_table(result))
     print(f"wall time {result['wall_seconds']['total']:.1f} s")
     if args.out:

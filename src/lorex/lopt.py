@@ -21,7 +21,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from lorex.errors import LorexError, check_choice, check_positive_int
 
@@ -101,27 +100,32 @@ def step(params: Params, config: LOptConfig, h: jax.Array, g: jax.Array) -> tupl
 
 
 class LOptState(NamedTuple):
-    """Hidden state of every coordinate, flattened over the parameter pytree: shape (N, H)."""
+    """Hidden state of every coordinate: a pytree like the parameters, each leaf of shape (*leaf.shape, H)."""
 
-    hidden: jax.Array
+    hidden: Any
 
 
 def learned_optimizer(params: Params, config: LOptConfig) -> optax.GradientTransformationExtraArgs:
     """The learned optimizer as an optax transformation; works on any parameter pytree and in ``optax.chain``.
 
-    All coordinates of all leaves are stacked into one (N, H) state, so a step is two (N, ·) @ (·, 3H) matmuls.
+    Per leaf g of shape S with state h (*S, H): (h', u) = :func:`step` (h, g), computed in the state's dtype
+    (float32) and u returned in g's dtype. Each leaf keeps its own shape, so parameters sharded per leaf keep their
+    sharding and no leaf is concatenated with another.
     """
+    h0 = jnp.asarray(params["h0"])
 
     def init_fn(p):
-        flat, _ = ravel_pytree(p)
-        h0 = jnp.asarray(params["h0"])
-        return LOptState(jnp.broadcast_to(h0, (flat.size, h0.shape[0])))
+        return LOptState(jax.tree_util.tree_map(lambda x: jnp.broadcast_to(h0, (*jnp.shape(x), h0.shape[-1])), p))
 
-    def update_fn(updates, state, params_=None, **extra_args):
-        del params_, extra_args
-        flat_g, unravel = ravel_pytree(updates)
-        h, u = step(params, config, state.hidden, flat_g)
-        return unravel(u.astype(flat_g.dtype)), LOptState(h)
+    def leaf_step(h, g):
+        h, u = step(params, config, h, g.astype(h.dtype))
+        return h, u.astype(g.dtype)
+
+    def update_fn(updates, state, params=None, **extra_args):  # leaf_step closes over the optimizer's weights
+        del params, extra_args
+        treedef = jax.tree_util.tree_structure(updates)
+        out = [leaf_step(h, g) for h, g in zip(treedef.flatten_up_to(state.hidden), treedef.flatten_up_to(updates))]
+        return treedef.unflatten([u for _, u in out]), LOptState(treedef.unflatten([h for h, _ in out]))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

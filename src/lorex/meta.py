@@ -572,12 +572,23 @@ def add_train_arguments(p, positive_int, positive_float) -> None:
                    help="apply a preset over the task's defaults: paper = GRU-256, 32 problems per meta-step")
 
 
-def config_from_args(args, task_overrides: dict) -> MetaConfig:
+def fields_from_args(args) -> dict:
+    """The :class:`MetaConfig` fields given on the ``lorex train`` command line (absent flags left out)."""
     given = {f: getattr(args, f) for f in _CLI_FIELDS if getattr(args, f) is not None}
     if args.no_remat:
         given["remat"] = False
     if args.first_order is not None:
         given["first_order"] = args.first_order
-    return default_config(args.task, preset=args.preset, seed=args.seed,
-                          task_overrides=tuple(sorted((k, _hashable(v)) for k, v in task_overrides.items())),
-                          **given)
+    return given
+
+
+def make_config(task: str, *, preset: str | None = None, seed: int = 0, task_overrides: dict | None = None,
+                **fields) -> MetaConfig:
+    """:func:`default_config` with the task's config overrides given as a dict (``{"n": 10}``)."""
+    pairs = tuple(sorted((k, _hashable(v)) for k, v in (task_overrides or {}).items()))
+    return default_config(task, preset=preset, seed=seed, task_overrides=pairs, **fields)
+
+
+def config_from_args(args, task_overrides: dict) -> MetaConfig:
+    return make_config(args.task, preset=args.preset, seed=args.seed, task_overrides=task_overrides,
+                       **fields_from_args(args))

@@ -1,7 +1,8 @@
 """Record a run of a recurrent optimizer: states, gradients, updates and losses, in one lax.scan.
 
-The map is applied coordinatewise to the raveled parameter pytree, exactly as :func:`lorex.lopt.learned_optimizer`
-does: per step g = ∇f(θ), h ← F(h, [g]) for every coordinate, u = R(h), θ ← θ + u.
+The map is applied coordinatewise to the raveled parameter pytree (the same per-coordinate computation as
+:func:`lorex.lopt.learned_optimizer`, which keeps one state per leaf): per step g = ∇f(θ), h ← F(h, [g]) for every
+coordinate, u = R(h), θ ← θ + u.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from lorex import analysis as A
 from lorex import mechanisms as M
@@ -214,46 +215,46 @@ class CountState(NamedTuple):
     count: jax.Array
 
 
-def _flat(updates):
-    from jax.flatten_util import ravel_pytree
+def _coordinatewise(fn, *leaves):
+    """``fn`` vmapped over the coordinates of equally shaped leaves (trailing state axes kept): a tuple of leaves."""
+    shape = jnp.shape(leaves[-1])
+    flat = [jnp.reshape(x, (-1, *jnp.shape(x)[len(shape):])) for x in leaves]
+    return tuple(jnp.reshape(y, (*shape, *y.shape[1:])) for y in jax.vmap(fn)(*flat))
 
-    return ravel_pytree(updates)
 
-
-def pinned_learned(rmap, states) -> Any:
+def pinned_learned(rmap, states) -> optax.GradientTransformationExtraArgs:
     """The learned optimizer with its state pinned: update at step t = readout(F(states[min(t, last)], g)).
 
     ``states`` (T + 1, H) (the autonomous trajectory: no gradient history, so no momentum and no adaptation) or
     (H,) (one state: a memoryless update function)."""
-    import optax
-
     table = jnp.asarray(states)
     table = table[None] if table.ndim == 1 else table
     last = table.shape[0] - 1
-    cell = jax.vmap(lambda h, g: rmap.readout(rmap.step(h, g[None].astype(h.dtype))), in_axes=(None, 0))
 
     def init_fn(params):
         del params
         return CountState(jnp.zeros((), jnp.int32))
 
-    def update_fn(updates, state, params=None):
-        del params
-        g, unravel = _flat(updates)
-        u = cell(table[jnp.minimum(state.count, last)], g)
-        return unravel(u.astype(g.dtype)), CountState(state.count + 1)
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        h = table[jnp.minimum(state.count, last)]
 
-    return optax.GradientTransformation(init_fn, update_fn)
+        def leaf(g):
+            (u,) = _coordinatewise(lambda x: (rmap.readout(rmap.step(h, x[None].astype(h.dtype))),), g)
+            return u.astype(g.dtype)
+
+        return jax.tree_util.tree_map(leaf, updates), CountState(state.count + 1)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class HiddenState(NamedTuple):
-    hidden: jax.Array
+    hidden: Any  # a pytree like the parameters, each leaf (*leaf.shape, H)
 
 
-def input_linearized_learned(rmap, fd_step: float | None) -> Any:
+def input_linearized_learned(rmap, fd_step: float | None) -> optax.GradientTransformationExtraArgs:
     """The learned optimizer with its cell linearized in the gradient: h' = F(h, 0) + B(h) g, u = R(h'), with
     B = ∂F/∂g at g = 0 (the secant at ±δ for log_sign features).  No saturation in g: no clipping."""
-    import optax
-
     def one(h, g):
         z = jnp.zeros((1,), h.dtype)
         if fd_step is None:
@@ -264,17 +265,20 @@ def input_linearized_learned(rmap, fd_step: float | None) -> Any:
         h1 = f0 + b * g.astype(h.dtype)
         return h1, rmap.readout(h1)
 
-    cell = jax.vmap(one)
     h0 = jnp.asarray(rmap.h0)
 
     def init_fn(params):
-        flat, _ = _flat(params)
-        return HiddenState(jnp.broadcast_to(h0, (flat.size, h0.shape[0])))
+        return HiddenState(jax.tree_util.tree_map(lambda x: jnp.broadcast_to(h0, (*jnp.shape(x), h0.shape[-1])),
+                                                  params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        g, unravel = _flat(updates)
-        h, u = cell(state.hidden, g)
-        return unravel(u.astype(g.dtype)), HiddenState(h)
+    def leaf(h, g):
+        h1, u = _coordinatewise(one, h, g)
+        return h1, u.astype(g.dtype)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        treedef = jax.tree_util.tree_structure(updates)
+        out = [leaf(h, g) for h, g in zip(treedef.flatten_up_to(state.hidden), treedef.flatten_up_to(updates))]
+        return treedef.unflatten([u for _, u in out]), HiddenState(treedef.unflatten([h for h, _ in out]))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

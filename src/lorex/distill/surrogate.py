@@ -165,7 +165,7 @@ def adaptation_function(log_grid, log_ratio):
     return a
 
 
-def scale_by_mechanisms(p: SurrogateArrays) -> optax.GradientTransformation:
+def scale_by_mechanisms(p: SurrogateArrays) -> optax.GradientTransformationExtraArgs:
     """Clipping, aggregated momentum and learning-rate adaptation as one optax transformation (no schedule):
     u = −a(√ν) Re Σ_i c_i m_i with the rules of the module docstring.  ``p`` may hold traced values."""
     K = int(jnp.shape(p.betas_re)[0])
@@ -180,8 +180,8 @@ def scale_by_mechanisms(p: SurrogateArrays) -> optax.GradientTransformation:
         return MechanismState(zeros_k, jax.tree_util.tree_map(jnp.zeros_like, zeros_k),
                               jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros((), jnp.int32))
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
 
         rho_all = p.adapt_rho
         debias = jnp.where(p.adapt_bias_correction, 1.0 - rho_all ** (state.count + 1).astype(rho_all.dtype), 1.0)
@@ -203,7 +203,7 @@ def scale_by_mechanisms(p: SurrogateArrays) -> optax.GradientTransformation:
         u, mr, mi, nu = (treedef.unflatten([r[j] for r in res]) for j in range(4))
         return u, MechanismState(mr, mi, nu, state.count + 1)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def table_schedule(values):
@@ -217,12 +217,12 @@ def table_schedule(values):
     return schedule
 
 
-def mechanistic_optimizer(p: SurrogateArrays) -> optax.GradientTransformation:
+def mechanistic_optimizer(p: SurrogateArrays) -> optax.GradientTransformationExtraArgs:
     """``optax.chain(scale_by_mechanisms(p), optax.scale_by_schedule(σ))``."""
     return optax.chain(scale_by_mechanisms(p), optax.scale_by_schedule(table_schedule(p.schedule)))
 
 
-def surrogate_optimizer(s: Surrogate) -> optax.GradientTransformation:
+def surrogate_optimizer(s: Surrogate) -> optax.GradientTransformationExtraArgs:
     """The surrogate as an optax transformation (NamedTuple states, pure init/update, works in ``optax.chain``)."""
     return mechanistic_optimizer(s.arrays())
 
