@@ -11,18 +11,22 @@ seed) is refused.
 """
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+
+from lorex.meta import MetaConfig
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "lorex" / "pretrained"
 FILES = ("params.npz", "optimizer.json")
 
 
-def config_without_seed(path: Path) -> dict:
-    cfg = dict(json.loads((path / "optimizer.json").read_text())["config"])
-    cfg.pop("seed")
-    return cfg
+def config_without_seed(path: Path) -> str:
+    """The digest of the run's meta-training config with its seed set to 0 (fields a run made before they existed
+    take their defaults)."""
+    cfg = MetaConfig.from_json(json.loads((path / "optimizer.json").read_text())["config"], str(path))
+    return dataclasses.replace(cfg, seed=0).digest()
 
 
 def main():
