@@ -91,13 +91,27 @@ def test_member_errors(population_dir):
     assert main(["train", *TINY_TRAIN, "--seed", "2", "--seeds", "0", "1", "--out", "/tmp/never"]) == 2
 
 
-def test_shipped_members_load_by_seed():
-    members = lopt.member_dirs("linreg")
-    assert 0 in members and members[0] == lopt.resolve_optimizer_dir("linreg")
+@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons"])
+def test_shipped_populations_have_five_members_of_one_configuration(task):
+    members = lopt.member_dirs(task)
+    assert list(members) == [0, 1, 2, 3, 4] and members[0] == lopt.resolve_optimizer_dir(task)
+    digests = set()
     for s in members:
-        p, cfg, md = lopt.load_params("linreg", seed=s)
-        assert md["seed"] == s and md["task"] == "linreg"
-    assert lopt.load_optimizer("linreg", seed=0) is not None
+        _, _, md = lopt.load_params(task, seed=s)
+        assert md["seed"] == s and md["task"] == task
+        digests.add(meta.MetaConfig.from_json({**md["config"], "seed": 0}).digest())
+    assert len(digests) == 1  # the same configuration, only the seed differs
+    weights, _, _ = lopt.load_members(members)
+    assert not np.array_equal(leaves(weights[0])[0], leaves(weights[1])[0])
+
+
+def test_shipped_paper_preset_optimizer():
+    params, cfg, md = lopt.load_params("linreg", preset="paper")
+    assert cfg.hidden == 256 and md["config"]["batch"] == 32
+    assert meta.MetaConfig.from_json(md["config"]).digest() == meta.default_config(
+        "linreg", preset="paper", steps=md["config"]["steps"]).digest()
+    with pytest.raises(LorexError, match="paper"):
+        lopt.load_params("rosenbrock", preset="paper")
 
 
 def test_agreement_counts_verdicts_and_spread():
