@@ -164,7 +164,7 @@ def _findings_tables(findings: list) -> list[str]:
     for f in findings:
         cls = {"present": "present", "absent": "absent"}.get(f["verdict"], "na")
         rows.append((_e(f["task"]), _e(f["mechanism"]), f"<span class='{cls}'>{_e(f['verdict'])}</span>",
-                     _num(f["value"], ".3g"), _interval(f), f"{'>' if f['direction'] == 'above' else '<'} "
+                     _num(f["value"], ".3g"), _interval(f), f"{_e('>' if f['direction'] == 'above' else '<')} "
                      f"{_num(f['threshold'], '.3g')}", _num(f["margin"], ".3g"),
                      "—" if f["decisive"] is None else ("yes" if f["decisive"] else "no (interval straddles)"),
                      _e(f["reason"] or f["statement"])))
@@ -193,7 +193,7 @@ def _agreement_table(agreement: list, findings: list) -> str:
         spread = "—" if a["median"] is None else (f"{_num(a['median'], '.3g')} [{_num(a['min'], '.3g')}, "
                                                   f"{_num(a['max'], '.3g')}]")
         rows.append((_e(a["task"]), _e(a["mechanism"]), f"<b>{_e(a['summary'])}</b>", spread,
-                     f"{'>' if a['direction'] == 'above' else '<'} {_num(a['threshold'], '.3g')}",
+                     f"{_e('>' if a['direction'] == 'above' else '<')} {_num(a['threshold'], '.3g')}",
                      _verdict(f.get("verdict", "")), f"{_num(f.get('value'), '.3g')} {_interval(f)}" if f else "—"))
     return _table(("task", "mechanism", "members", "deciding number: median [min, max] over members", "threshold",
                    "reference", "reference: value [95 % interval over its runs]"), rows, num_cols=(3,))
@@ -235,7 +235,7 @@ def _paper_html(paper: dict, reference_findings: list) -> str:
             cmp_.append(f"{metric.replace('_', ' ')} {_num(c['learned'], '.4g')} vs {_num(c['baseline'], '.4g')} "
                         f"({_e(c['best_baseline'])}), margin {_num(c['margin_in_se'], '.1f')} s.e.")
     return (f"<p>The paper's configuration: GRU-{_e(cfg['hidden'])} ({_e(paper['source'])}; "
-            f"{_e(paper.get('meta_steps'))} meta-steps). {_e('; '.join(cmp_))}.</p>"
+            f"{_e(paper.get('meta_steps'))} meta-steps). {_e('; '.join(cmp_))}</p>"
             + _table(("mechanism", f"GRU-{cfg['hidden']}", "reference (small)"), rows))
 
 
