@@ -1,0 +1,115 @@
+"""The mechanism family (lorex.distill.family): known optimizers are members; meta-training it (lorex.distill.bound)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lorex.distill import family as F
+
+
+def _run_updates(tx, grads_seq):
+    """Updates of ``tx`` for a fixed sequence of gradient pytrees (params unused)."""
+    state = tx.init(grads_seq[0])
+    out = []
+    for g in grads_seq:
+        u, state = tx.update(g, state, g)
+        out.append(u)
+    return out
+
+
+def _grads(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"w": jnp.asarray(rng.normal(size=(3, 2)) * 10 ** rng.uniform(-2, 1), jnp.float32),
+             "b": jnp.asarray(rng.normal(size=(4,)), jnp.float32)} for _ in range(n)]
+
+
+def _close(a_seq, b_seq, rtol=2e-5, atol=1e-7):
+    for a, b in zip(a_seq, b_seq):
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+OFF = dict(clipping=0.0, schedule=0.0, adaptation=0.0)
+
+
+@pytest.mark.parametrize("lr,beta", [(0.1, 0.9), (0.03, 0.5)])
+def test_heavy_ball(lr, beta):
+    p = F.init_params(lr=lr, betas=[beta], c=[1 / (1 - beta)], modes=1)
+    tx = F.mechanism_family(p, 20, mask=F.full_mask(**OFF))
+    g = _grads()
+    _close(_run_updates(tx, g), _run_updates(optax.sgd(lr, momentum=beta), g))
+
+
+def test_heavy_ball_with_spare_modes_and_schedule_at_zero():
+    # extra modes with c = 0 and a schedule of zeros change nothing
+    p = F.init_params(lr=0.1, betas=[0.9], c=[10.0], modes=3)
+    tx = F.mechanism_family(p, 20, mask=F.full_mask(clipping=0.0, adaptation=0.0))
+    g = _grads()
+    _close(_run_updates(tx, g), _run_updates(optax.sgd(0.1, momentum=0.9), g))
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.99])
+def test_rmsprop(decay):
+    p = F.init_params(lr=0.01, rho=decay, p=0.5, modes=1)
+    tx = F.mechanism_family(p, 20, mask=F.full_mask(momentum=0.0, clipping=0.0, schedule=0.0), eps_in=1e-8)
+    g = _grads()
+    _close(_run_updates(tx, g), _run_updates(optax.rmsprop(0.01, decay=decay, eps=1e-8), g))
+
+
+@pytest.mark.parametrize("b1,b2", [(0.9, 0.999), (0.5, 0.99)])
+def test_adam(b1, b2):
+    p = F.init_params(lr=0.003, betas=[b1], c=[1.0], rho=b2, p=0.5, modes=1)
+    tx = F.mechanism_family(p, 20, mask=F.full_mask(clipping=0.0, schedule=0.0), bias_correction=True,
+                            eps_in=0.0, eps_out=1e-8)
+    g = _grads()
+    _close(_run_updates(tx, g), _run_updates(optax.adam(0.003, b1=b1, b2=b2, eps=1e-8), g))
+
+
+def test_adam_without_bias_correction():
+    p = F.init_params(lr=0.003, betas=[0.9], c=[1.0], rho=0.999, p=0.5, modes=1)
+    tx = F.mechanism_family(p, 20, mask=F.full_mask(clipping=0.0, schedule=0.0), eps_in=0.0, eps_out=1e-8)
+    ref = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), optax.scale(-0.003))
+    g = _grads()
+    expected = []
+    # scale_by_adam bias-corrects; undo it by hand: u = -lr m/(sqrt(v) + eps)
+    m = jax.tree_util.tree_map(jnp.zeros_like, g[0])
+    v = jax.tree_util.tree_map(jnp.zeros_like, g[0])
+    for gi in g:
+        m = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, m, gi)
+        v = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, v, gi)
+        expected.append(jax.tree_util.tree_map(lambda a, b: -0.003 * a / (jnp.sqrt(b) + 1e-8), m, v))
+    del ref
+    _close(_run_updates(tx, g), expected)
+
+
+def test_clipping_and_schedule():
+    p = F.init_params(lr=1.0, betas=[0.0001], c=[1.0], modes=1, tau=0.5, schedule=[0.0, np.log(2.0)], knots=2)
+    tx = F.mechanism_family(p, 11, mask=F.full_mask(adaptation=0.0))
+    g = [{"x": jnp.asarray([3.0, -0.01])} for _ in range(11)]
+    us = _run_updates(tx, g)
+    # step 0: η = 1, step 10 (= T − 1): η = 2; φ(s) = 0.5 tanh(s/0.5)
+    m0 = (1 - 0.0001) * np.array([3.0, -0.01])
+    np.testing.assert_allclose(np.asarray(us[0]["x"]), -0.5 * np.tanh(m0 / 0.5), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(us[10]["x"]), -2 * 0.5 * np.tanh(np.array([3.0, -0.01]) / 0.5),
+                               rtol=1e-3)
+    np.testing.assert_allclose(float(F.learning_rate(p, 5, 11)), np.sqrt(2.0) ** 1, rtol=1e-5)
+
+
+def test_differentiable_and_jittable():
+    from lorex import tasks
+    from lorex.evaluate import mean_log_loss, run
+
+    fam = tasks.make("linreg", steps=10)
+    key = jax.random.PRNGKey(0)
+
+    def f(p):
+        return mean_log_loss(run(F.mechanism_family(p, 10), fam, key, 10))
+
+    p = F.init_params(lr=0.1, rho=0.9, p=0.25, tau=3.0)
+    v, g = jax.jit(jax.value_and_grad(f))(p)
+    assert np.isfinite(float(v))
+    for k, x in g.items():
+        assert np.all(np.isfinite(np.asarray(x))), k
+    assert abs(float(g["log_lr"])) > 0 and abs(float(g["p"])) > 0
