@@ -113,3 +113,75 @@ def test_differentiable_and_jittable():
     for k, x in g.items():
         assert np.all(np.isfinite(np.asarray(x))), k
     assert abs(float(g["log_lr"])) > 0 and abs(float(g["p"])) > 0
+
+
+# ------------------------------------------------------------------------------------------ meta-training the family
+
+TINY = dict(n=5, m=10, steps=40)
+
+
+def _tiny():
+    from lorex import meta, tasks
+
+    fam = tasks.make("linreg", **TINY)
+    cfg = meta.make_config("linreg", task_overrides=TINY, batch=8)
+    return fam, cfg
+
+
+def test_meta_training_from_a_poor_start_recovers_tuned_momentum():
+    from lorex import seeds
+    from lorex.baselines import tune
+    from lorex.distill import bound as B
+    from lorex.evaluate import evaluate
+
+    fam, cfg = _tiny()
+    T = fam.steps
+    poor = F.init_params(lr=1e-3, betas=[1e-4], rho=0.9, p=0.0, tau=1e3)  # plain SGD at a tiny rate
+    fc = B.FamilyConfig(steps=60, meta_lr=0.1, meta_lr_final=0.01, val_every=10, val_batch=16, seeds=(0,))
+    tr = B.train_members(fam, cfg, [poor], [F.full_mask()], [0], fc)
+    assert tr["validation"][0] < tr["start_validation"][0]
+    momentum = tune("momentum", fam, seeds.keys(0, "tuning", 16), T)
+    keys = seeds.keys(0, "test", 32)
+    u = B.per_seed_mll(B.evaluate_members(tr["params"], [F.full_mask()], fam, keys, T)[0]).mean()
+    m = B.per_seed_mll(evaluate(momentum.transformation(), fam, keys, T)).mean()
+    p0 = B.per_seed_mll(B.evaluate_members([poor], [F.full_mask()], fam, keys, T)[0]).mean()
+    assert u <= m, (u, m, p0)
+
+
+def test_ladder_keys_intervals_and_leave_one_out():
+    import optax
+
+    from lorex.benchmark import run_benchmark
+    from lorex.distill import bound as B
+
+    fam, cfg = _tiny()
+    bench = run_benchmark(fam, tuning_seeds=8, test_seeds=16, optimizers=("momentum", "adam"), progress=False)
+    fc = B.FamilyConfig(steps=4, val_every=2, val_batch=8, seeds=(0, 1, 2))
+    res = B.mechanism_bound(fam, bench, optax.adam(0.05), task_config=cfg, config=fc, n_boot=200)
+    for k in ("learned", "mechanism_bound", "best_baseline"):
+        r = res[k]
+        assert r["mean"] is not None and r["ci95"][0] <= r["mean"] <= r["ci95"][1], k
+    assert res["best_baseline"]["name"] in ("momentum", "adam")
+    assert set(res["gap_closed"]) >= {"value", "ci95", "reported", "baseline_minus_learned"}
+    assert [r["removed"] for r in res["leave_one_out"]] == list(F.MECHANISMS)
+    for r in res["leave_one_out"]:
+        assert r["delta_vs_bound"] is not None and len(r["delta_ci95"]) == 2
+    assert len(res["members"]) == 5 * 3
+    # the start is a member and best-by-validation includes it: the bound never validates worse than its start
+    for m in res["members"]:
+        assert m["validation"] <= m["start_validation"] + 1e-6
+
+
+def test_gap_closed_only_reported_when_the_gap_is_clearly_positive():
+    from lorex.distill import bound as B
+
+    rng = np.random.default_rng(0)
+    n = 64
+    idx = rng.integers(0, n, size=(500, n))
+    b = rng.normal(size=n)
+    lrn = b - 1.0 + 0.1 * rng.normal(size=n)
+    u = b - 0.5 + 0.1 * rng.normal(size=n)
+    g = B.gap_closed(b, u, lrn, idx)
+    assert g["reported"] and 0.4 < g["value"] < 0.6 and g["ci95"][0] < g["value"] < g["ci95"][1]
+    g = B.gap_closed(b, u, b + 0.01 * rng.normal(size=n), idx)
+    assert not g["reported"] and g["value"] is None

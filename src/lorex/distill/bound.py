@@ -1,0 +1,395 @@
+"""The mechanism bound: meta-train the mechanism family (:mod:`lorex.distill.family`) with lorex's own objective and
+compare learned **L**, mechanism bound **U** and best tuned baseline **B** on the benchmark's test seeds.
+
+Meta-training is the learned optimizer's (:mod:`lorex.meta`): the same task, horizon, meta-objective
+(:func:`lorex.meta.objective_from_losses`, mean log(f_t/f_0) over the unroll), truncation and first-order setting, the
+same meta-batches (stream "meta_train" of each member's seed, :func:`lorex.meta.step_keys`) and the same
+meta-optimizer (optax Adam, global-norm clipping, cosine decay, non-finite steps skipped; :func:`lorex.meta.meta_optimizer`),
+with fewer meta-steps and a larger meta learning rate (the family has ~15 parameters). Every member (a mechanism
+mask × a meta-training seed) is trained in ONE compiled, vmapped meta-step. Each member keeps its best parameters by
+the objective on common validation problems (stream "validation"); the bound of a variant is its member with the best
+validation objective. Members start from the tuned baselines mapped into the family (seed k starts from the k-th of
+Momentum, RMSProp, Adam, cycling), so the start is itself a family member the benchmark tuned; the clipping threshold
+starts at ``tau_factor`` × the largest signal |s_t| the start meets on meta-training problems (clipping inactive).
+
+Intervals: 95 % paired bootstrap percentiles over the test seeds (the same resampled seeds for L, U, B and every
+leave-one-out variant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lorex import meta, seeds
+from lorex.distill import family as F
+from lorex.evaluate import LOG_FLOOR, mean_log_loss, problem_and_params, run, step_view
+from lorex.errors import LorexError
+
+N_BOOT = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyConfig:
+    """How the family is meta-trained (the task's :class:`lorex.meta.MetaConfig` gives objective and horizon)."""
+
+    modes: int = F.DEFAULT_MODES
+    knots: int = F.DEFAULT_KNOTS
+    steps: int = 100  # meta-steps
+    meta_lr: float = 0.05
+    meta_lr_final: float = 0.005
+    clip: float = 1.0
+    batch: int | None = None  # problems per meta-step (default: the task's meta-training batch)
+    val_every: int = 10
+    val_batch: int = 32
+    seeds: tuple = (0, 1, 2)  # meta-training seeds
+    tau_factor: float = 3.0
+
+    def __post_init__(self):
+        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+            raise LorexError("seeds", f"got {self.seeds!r}", "distinct integer seeds")
+        for f in ("steps", "val_every", "val_batch", "knots"):
+            if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
+                raise LorexError(f, f"got {getattr(self, f)!r}", "a positive integer")
+        if not 1 <= self.modes <= F.MAX_MODES:
+            raise LorexError("modes", f"got {self.modes!r}", f"1..{F.MAX_MODES}")
+
+
+# Per task: meta-steps and batch that keep the whole ladder's meta-training (bound + 4 leave-one-out variants,
+# 3 seeds each) within ~2 minutes on 2 CPU cores.
+FAMILY_DEFAULTS: dict[str, dict] = {}
+
+
+def default_family_config(task: str | None, **overrides) -> FamilyConfig:
+    return FamilyConfig(**{**FAMILY_DEFAULTS.get(task, {}), **overrides})
+
+
+# ------------------------------------------------------------------------------------------------ starts
+
+
+def start_from_baseline(name: str, hyperparameters: dict, *, modes: int = F.DEFAULT_MODES,
+                        knots: int = F.DEFAULT_KNOTS) -> dict:
+    """A tuned baseline mapped into the family (exact for sgd and Momentum; RMSProp up to β₁ = 1e-4; Adam without
+    its bias correction)."""
+    lr = float(hyperparameters["learning_rate"])
+    kw = dict(modes=modes, knots=knots)
+    if name == "momentum":
+        b = float(hyperparameters.get("momentum", 0.9))
+        return F.init_params(lr=lr / (1 - b), betas=[max(b, 1e-4)], rho=0.9, p=0.0, **kw)
+    if name == "sgd":
+        return F.init_params(lr=lr, betas=[1e-4], rho=0.9, p=0.0, **kw)
+    if name == "rmsprop":
+        return F.init_params(lr=lr, betas=[1e-4], rho=float(hyperparameters.get("decay", 0.9)), p=0.5, **kw)
+    if name == "adam":
+        return F.init_params(lr=lr, betas=[max(float(hyperparameters.get("b1", 0.9)), 1e-4)], rho=0.999, p=0.5,
+                             **kw)
+    raise LorexError("baseline", f"cannot map {name!r} into the family", ["sgd", "momentum", "rmsprop", "adam"])
+
+
+def starts_from_benchmark(benchmark: dict, *, modes: int = F.DEFAULT_MODES, knots: int = F.DEFAULT_KNOTS) -> list:
+    """[(name, params)] for the tuned Momentum, RMSProp, Adam (then sgd) of a benchmark result, those present."""
+    rows = benchmark["optimizers"]
+    out = [(n, start_from_baseline(n, rows[n]["hyperparameters"], modes=modes, knots=knots))
+           for n in ("momentum", "rmsprop", "adam", "sgd")
+           if n in rows and rows[n].get("kind") == "baseline" and not rows[n].get("tuning_diverged")]
+    if not out:
+        raise LorexError("benchmark", "holds no tuned Momentum, RMSProp, Adam or sgd to start from")
+    return out
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _index(tree, i):
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_signal(family, horizon: int):
+    def one(p, key):
+        tx = F.mechanism_family(p, horizon, mask=F.full_mask(clipping=0.0))
+        problem, x = problem_and_params(family, key)
+        view = step_view(family)
+
+        def body(carry, t):
+            x, s = carry
+            g = jax.grad(family.loss)(x, view(problem, t))
+            u, s = tx.update(g, s, x)
+            eta = F.learning_rate(p, t, horizon)
+            m = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(u)])) / eta
+            return (optax.apply_updates(x, u), s), m
+
+        _, ms = jax.lax.scan(body, (x, tx.init(x)), jnp.arange(horizon))
+        return jnp.max(ms)
+
+    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+
+
+def set_clipping_threshold(starts: list, family, keys, horizon: int, factor: float) -> list:
+    """Each start with τ = ``factor`` × the median over problems of the largest |s_t| along its run (inactive)."""
+    smax = np.asarray(_compiled_signal(family, horizon)(_stack(starts), keys), np.float64)  # (S, n)
+    out = []
+    for p, row in zip(starts, smax):
+        row = row[np.isfinite(row)]
+        level = float(np.median(row)) if row.size else 1.0
+        level = level if np.isfinite(level) and level > 0 else 1.0
+        out.append({**p, "log_tau": jnp.asarray(math.log(factor * level), jnp.float32)})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ meta-training
+
+
+def _objective(p, mask, keys, family, horizon: int, mcfg: meta.MetaConfig, remat: bool = True):
+    tx = F.mechanism_family(p, horizon, mask=mask)
+
+    def one(key):
+        losses = run(tx, family, key, horizon, remat=remat, truncation=mcfg.truncation,
+                     first_order=mcfg.first_order)
+        return meta.objective_from_losses(losses, mcfg.objective)
+
+    return jnp.mean(jax.vmap(one)(keys))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(family, horizon: int, mcfg: meta.MetaConfig, opt_cfg: meta.MetaConfig):
+    opt = meta.meta_optimizer(opt_cfg)
+
+    def step(p, s, mask, keys):
+        loss, grads = jax.value_and_grad(_objective)(p, mask, keys, family, horizon, mcfg, mcfg.remat)
+        p, s = meta.guarded_update(opt, p, s, grads, loss)
+        return p, s, loss
+
+    return jax.jit(jax.vmap(step))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_validation(family, horizon: int, mcfg: meta.MetaConfig):
+    fwd = dataclasses.replace(mcfg, truncation=None, first_order=False)
+    return jax.jit(jax.vmap(lambda p, mask, keys: _objective(p, mask, keys, family, horizon, fwd, False),
+                            in_axes=(0, 0, None)))
+
+
+def train_members(family, task_config: meta.MetaConfig, starts: list, masks: list, member_seeds: list,
+                  config: FamilyConfig, *, val_seed: int = 0, progress=None) -> dict:
+    """Meta-train every member i (start ``starts[i]``, mask ``masks[i]``, seed ``member_seeds[i]``) together.
+
+    Returns ``{"params": [best params per member], "validation": [best objective], "best_step": [...],
+    "start_validation": [...], "validation_history": [[step, [per member]]...], "skipped": [...], "wall_seconds"}``.
+    """
+    t0 = time.perf_counter()
+    n = len(starts)
+    if not (len(masks) == len(member_seeds) == n):
+        raise ValueError("starts, masks and member_seeds must have the same length")
+    horizon = task_config.horizon()
+    batch = config.batch or task_config.batch
+    mcfg = dataclasses.replace(task_config, seed=0, batch=batch)
+    opt_cfg = dataclasses.replace(mcfg, steps=config.steps, meta_lr=config.meta_lr,
+                                  meta_lr_final=config.meta_lr_final, clip=config.clip)
+    opt = meta.meta_optimizer(opt_cfg)
+    params = _stack(starts)
+    mask_st = _stack(masks)
+    opt_state = jax.vmap(opt.init)(params)
+    step_fn = _compiled_step(family, horizon, mcfg, opt_cfg)
+    validate = _compiled_validation(family, horizon, mcfg)
+    val_keys = seeds.keys(val_seed, "validation", config.val_batch)
+    member_cfgs = [dataclasses.replace(mcfg, seed=int(s)) for s in member_seeds]
+
+    val = np.asarray(validate(params, mask_st, val_keys), np.float64)
+    val = np.where(np.isfinite(val), val, np.inf)
+    best_val, best_step = val.copy(), np.zeros(n, int)
+    best = jax.tree_util.tree_map(jnp.copy, params)
+    history = [[0, val.tolist()]]
+    start_val = val.tolist()
+    for k in range(1, config.steps + 1):
+        keys = jnp.stack([meta.step_keys(c, k - 1) for c in member_cfgs])
+        params, opt_state, loss = step_fn(params, opt_state, mask_st, keys)
+        if k % config.val_every == 0 or k == config.steps:
+            val = np.asarray(validate(params, mask_st, val_keys), np.float64)
+            val = np.where(np.isfinite(val), val, np.inf)
+            better = val < best_val
+            best_val = np.where(better, val, best_val)
+            best_step = np.where(better, k, best_step)
+            b = jnp.asarray(better)
+            best = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(b.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), params, best)
+            history.append([k, val.tolist()])
+            if progress:
+                progress(f"meta-step {k}/{config.steps}: best validation {np.min(best_val):.4f}")
+    skipped = np.asarray(opt_state.total_notfinite).tolist()
+    return {"params": [_index(best, i) for i in range(n)], "validation": best_val.tolist(),
+            "best_step": best_step.tolist(), "start_validation": start_val, "validation_history": history,
+            "skipped": skipped, "wall_seconds": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_eval(family, horizon: int):
+    def one(p, mask, key):
+        return run(F.mechanism_family(p, horizon, mask=mask), family, key, horizon)
+
+    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
+
+
+def evaluate_members(params_list, masks, family, keys, horizon: int) -> np.ndarray:
+    """Loss curves (M, len(keys), T + 1) of each member on the problems of ``keys``, one compiled call."""
+    return np.asarray(_compiled_eval(family, horizon)(_stack(params_list), _stack(masks), keys), np.float64)
+
+
+def per_seed_mll(losses) -> np.ndarray:
+    """Per-run mean log loss (+inf for a run with any non-finite loss)."""
+    losses = np.asarray(losses, np.float64)
+    fin = np.isfinite(losses).all(axis=-1)
+    m = np.asarray(mean_log_loss(np.where(fin[..., None], np.maximum(losses, LOG_FLOOR), 1.0)), np.float64)
+    return np.where(fin, m, np.inf)
+
+
+def _interval(x, idx) -> dict:
+    x = np.asarray(x, np.float64)
+    if not np.isfinite(x).all():
+        return {"mean": None, "ci95": None, "se": None, "diverged": int(np.sum(~np.isfinite(x)))}
+    reps = x[idx].mean(axis=1)
+    return {"mean": float(x.mean()), "ci95": [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))],
+            "se": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0, "diverged": 0}
+
+
+def gap_closed(b, u, ll, idx) -> dict:
+    """(B − U)/(B − L) with its paired-bootstrap 95 % interval; reported (``value`` not None) only where the
+    interval of B − L lies above 0."""
+    b, u, ll = (np.asarray(x, np.float64) for x in (b, u, ll))
+    out = {"value": None, "ci95": None, "baseline_minus_learned": None, "baseline_minus_learned_ci95": None,
+           "reported": False}
+    if not all(np.isfinite(x).all() for x in (b, u, ll)):
+        out["note"] = "a run diverged: undefined"
+        return out
+    gap = b - ll
+    gap_reps = gap[idx].mean(axis=1)
+    out["baseline_minus_learned"] = float(gap.mean())
+    out["baseline_minus_learned_ci95"] = [float(np.percentile(gap_reps, 2.5)), float(np.percentile(gap_reps, 97.5))]
+    if out["baseline_minus_learned_ci95"][0] <= 0:
+        out["note"] = "B − L is not clearly positive (its 95 % interval includes 0 or lies below): not reported"
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = (b - u)[idx].mean(axis=1) / gap_reps
+    reps = reps[np.isfinite(reps)]
+    out.update(value=float((b - u).mean() / gap.mean()), reported=True,
+               ci95=[float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))] if reps.size > 1 else None)
+    return out
+
+
+def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.MetaConfig | None = None,
+                    config: FamilyConfig | None = None, seed: int = 0, leave_one_out: bool = True,
+                    n_boot: int = N_BOOT, progress=None) -> dict:
+    """The L / U / B ladder on ``benchmark``'s test seeds (a :func:`lorex.benchmark.run_benchmark` result with its
+    tuned baselines), with the gap closed and the leave-one-out table; a JSON-ready dict.
+
+    ``learned_tx``: the learned optimizer's transformation. ``task_config``: the meta-training config whose task,
+    horizon, objective, truncation, first-order setting and batch the family is trained with (default: the task's
+    shipped :func:`lorex.meta.default_config`). ``config``: :class:`FamilyConfig` (default: the task's
+    :data:`FAMILY_DEFAULTS`).
+    """
+    t0 = time.perf_counter()
+    task = getattr(family, "name", type(family).__name__)
+    if task_config is None:
+        from lorex import tasks
+
+        # a user's family (module:attribute) gets the generic defaults; its horizon is set from the benchmark below
+        task_config = meta.default_config(task if task in tasks.names() else "linreg")
+    T = int(benchmark["steps"])
+    task_config = dataclasses.replace(task_config, unroll=T)
+    if task_config.truncation is not None and T % task_config.truncation:
+        task_config = dataclasses.replace(task_config, truncation=None)
+    config = config or default_family_config(task)
+    walls = {}
+    say = progress or (lambda m: None)
+
+    # starts: the tuned baselines mapped into the family, clipping threshold set from their signals
+    named = starts_from_benchmark(benchmark, modes=config.modes, knots=config.knots)
+    starts = [named[i % len(named)] for i in range(len(config.seeds))]
+    sig_keys = seeds.keys(0, "meta_train", 8)
+    tuned = set_clipping_threshold([p for _, p in starts], family, sig_keys, T, config.tau_factor)
+    variants = [("bound", F.full_mask())] + ([(m, F.without(m)) for m in F.MECHANISMS] if leave_one_out else [])
+    members = [(v, mask, s, name, p) for v, mask in variants for s, (name, _), p in zip(config.seeds, starts, tuned)]
+    say(f"{task}: meta-training the family: {len(variants)} variant(s) × {len(config.seeds)} seeds, "
+        f"{config.steps} meta-steps")
+    tr = train_members(family, task_config, [m[4] for m in members], [m[1] for m in members],
+                       [m[2] for m in members], config, val_seed=seed,
+                       progress=lambda msg: say(f"{task}: family: {msg}"))
+    walls["meta_training"] = tr["wall_seconds"]
+
+    # per variant: the member with the best validation objective
+    chosen = {}
+    for v, mask in variants:
+        idxs = [i for i, m in enumerate(members) if m[0] == v]
+        i = min(idxs, key=lambda j: tr["validation"][j])
+        chosen[v] = (i, mask)
+
+    t1 = time.perf_counter()
+    n_test = int(benchmark["test_seeds"])
+    keys = seeds.keys(int(benchmark.get("seed", seed)), "test", n_test)
+    curves = evaluate_members([tr["params"][i] for i, _ in chosen.values()], [m for _, m in chosen.values()],
+                              family, keys, T)
+    mll_v = {v: per_seed_mll(c) for v, c in zip(chosen, curves)}
+    from lorex.baselines import baseline
+    from lorex.evaluate import evaluate
+
+    mll_l = per_seed_mll(evaluate(learned_tx, family, keys, T))
+    base = {k: r for k, r in benchmark["optimizers"].items()
+            if r["kind"] == "baseline" and r["mean_log_loss"]["mean"] is not None
+            and np.isfinite(r["mean_log_loss"]["mean"])}
+    if not base:
+        raise LorexError("benchmark", "holds no tuned baseline that converged")
+    best = min(base, key=lambda k: base[k]["mean_log_loss"]["mean"])
+    hp = base[best]["hyperparameters"]
+    second = [v for k, v in hp.items() if k != "learning_rate"]
+    mll_b = per_seed_mll(evaluate(baseline(best, float(hp["learning_rate"]), second[0] if second else None),
+                                  family, keys, T))
+    walls["evaluation"] = time.perf_counter() - t1
+
+    idx = np.random.default_rng(seed).integers(0, n_test, size=(n_boot, n_test))
+
+    def member_info(v):
+        i, mask = chosen[v]
+        m = members[i]
+        return {"member_seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
+                "start_validation": tr["start_validation"][i], "best_meta_step": int(tr["best_step"][i]),
+                "skipped_meta_steps": int(tr["skipped"][i]),
+                "parameters": F.params_to_json(tr["params"][i]), "natural": F.describe(tr["params"][i], mask)}
+
+    U = {**_interval(mll_v["bound"], idx), **member_info("bound")}
+    loo = []
+    for v, _ in variants[1:]:
+        d = mll_v[v] - mll_v["bound"]
+        row = {"removed": v, **_interval(mll_v[v], idx), **member_info(v)}
+        fin = np.isfinite(d).all()
+        row["delta_vs_bound"] = float(d.mean()) if fin else None
+        row["delta_ci95"] = ([float(np.percentile(d[idx].mean(1), 2.5)), float(np.percentile(d[idx].mean(1), 97.5))]
+                             if fin else None)
+        loo.append(row)
+    walls["total"] = time.perf_counter() - t0
+    return {
+        "task": task, "steps": T, "test_seeds": n_test,
+        "learned": _interval(mll_l, idx),
+        "mechanism_bound": U,
+        "best_baseline": {"name": best, "hyperparameters": hp, **_interval(mll_b, idx)},
+        "gap_closed": gap_closed(mll_b, mll_v["bound"], mll_l, idx),
+        "leave_one_out": loo,
+        "family_config": dataclasses.asdict(config),
+        "meta_objective": {"objective": task_config.objective, "horizon": T, "truncation": task_config.truncation,
+                           "first_order": task_config.first_order, "batch": config.batch or task_config.batch},
+        "members": [{"variant": m[0], "seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
+                     "start_validation": tr["start_validation"][i]} for i, m in enumerate(members)],
+        "method": f"mean log loss over {n_test} test seeds; 95 % intervals: paired bootstrap percentiles "
+                  f"({n_boot} resamples of the test seeds)",
+        "wall_seconds": walls,
+    }
