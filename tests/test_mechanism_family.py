@@ -149,15 +149,20 @@ def test_meta_training_from_a_poor_start_recovers_tuned_momentum():
 
 
 def test_ladder_keys_intervals_and_leave_one_out():
-    import optax
+    import json
 
+    from lorex import lopt
     from lorex.benchmark import run_benchmark
     from lorex.distill import bound as B
+    from lorex.distill import distill, format_table
 
     fam, cfg = _tiny()
     bench = run_benchmark(fam, tuning_seeds=8, test_seeds=16, optimizers=("momentum", "adam"), progress=False)
-    fc = B.FamilyConfig(steps=4, val_every=2, val_batch=8, seeds=(0, 1, 2))
-    res = B.mechanism_bound(fam, bench, optax.adam(0.05), task_config=cfg, config=fc, n_boot=200)
+    lcfg = lopt.LOptConfig(hidden=4)
+    learned = (lopt.init_params(jax.random.PRNGKey(0), lcfg), lcfg)
+    fc = B.FamilyConfig(steps=4, val_every=2, val_batch=8, seeds=(0, 1, 2), batch=8)
+    res = distill(learned, fam, benchmark=bench, bound=True, surrogate=False, family_config=fc, n_boot=200,
+                  progress=False)
     for k in ("learned", "mechanism_bound", "best_baseline"):
         r = res[k]
         assert r["mean"] is not None and r["ci95"][0] <= r["mean"] <= r["ci95"][1], k
@@ -166,10 +171,17 @@ def test_ladder_keys_intervals_and_leave_one_out():
     assert [r["removed"] for r in res["leave_one_out"]] == list(F.MECHANISMS)
     for r in res["leave_one_out"]:
         assert r["delta_vs_bound"] is not None and len(r["delta_ci95"]) == 2
-    assert len(res["members"]) == 5 * 3
-    # the start is a member and best-by-validation includes it: the bound never validates worse than its start
-    for m in res["members"]:
+    members = res["mechanism_family"]["members"]
+    assert len(members) == 5 * 3 and {m["start"] for m in members} == {"momentum", "adam"}
+    # the start is a member and best-by-validation includes it: no member validates worse than its start
+    for m in members:
         assert m["validation"] <= m["start_validation"] + 1e-6
+    json.dumps(res, allow_nan=False)
+    text = format_table(res)
+    assert "mechanism bound U" in text and "without clipping" in text
+    # the stored parameters rebuild the member
+    U = res["mechanism_bound"]
+    assert set(F.params_from_json(U["parameters"])) == set(F.init_params())
 
 
 def test_gap_closed_only_reported_when_the_gap_is_clearly_positive():

@@ -18,8 +18,58 @@ def _beta(m) -> str:
     return f"{m['beta_re']:.3f}" + (f"{m['beta_im']:+.3f}i" if m["beta_im"] else "")
 
 
+def _ci(r) -> str:
+    if r is None or r.get("mean") is None:
+        return "n/a (diverged)"
+    lo, hi = r["ci95"]
+    return f"{r['mean']:8.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def format_ladder(result: dict) -> list[str]:
+    """The L / U / B ladder, the gap closed and the leave-one-out table (lines; none without a ladder)."""
+    if "mechanism_bound" not in result:
+        return []
+    U, B, L = result["mechanism_bound"], result["best_baseline"], result["learned"]
+    fam = result.get("mechanism_family", {})
+    fc = fam.get("family_config", {})
+    lines = [f"mechanism bound on {result['test_seeds']} test seeds (mean log loss, 95% paired-bootstrap interval):",
+             f"  {'learned L':<30} {_ci(L)}",
+             f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, from {U.get('start')}, "
+             f"best meta-step {U.get('best_meta_step')})",
+             f"  {'best baseline B (' + B['name'] + ')':<30} {_ci(B)}"]
+    g = result["gap_closed"]
+    if g.get("reported"):
+        ci = g["ci95"] and f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]"
+        lines.append(f"  gap closed (B − U)/(B − L) = {g['value']:.2f} {ci}  (B − L = "
+                     f"{g['baseline_minus_learned']:.3f} [{g['baseline_minus_learned_ci95'][0]:.3f}, "
+                     f"{g['baseline_minus_learned_ci95'][1]:.3f}])")
+    else:
+        gap = g.get("baseline_minus_learned")
+        lines.append(f"  gap closed: not reported — {g.get('note', '')}"
+                     + ("" if gap is None else f" (B − L = {gap:.3f} [{g['baseline_minus_learned_ci95'][0]:.3f}, "
+                        f"{g['baseline_minus_learned_ci95'][1]:.3f}])"))
+    nat = U.get("natural", {})
+    lines.append("  U's parameters: " + ", ".join(
+        f"{k}={[round(x, 4) for x in v] if isinstance(v, list) else format(v, '.4g')}" for k, v in nat.items()))
+    if result.get("leave_one_out"):
+        lines.append("  leave-one-out (family retrained without one mechanism; Δ = variant − U, + = worse):")
+        for r in result["leave_one_out"]:
+            d = "n/a" if r.get("delta_vs_bound") is None else (
+                f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
+            lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
+    if fc:
+        lines.append(f"  family: {fc.get('modes')} momentum modes, {fc.get('knots')} schedule knots; "
+                     f"{fc.get('steps')} meta-steps × seeds {fc.get('seeds')}; meta-training "
+                     f"{fam.get('wall_seconds', {}).get('meta_training', float('nan')):.1f} s")
+    return lines
+
+
 def format_table(result: dict) -> str:
-    """Explained fraction, mean log losses and the ablation table as plain text."""
+    """Explained fraction, mean log losses and the ablation table as plain text (and the mechanism-bound ladder
+    where the result has one)."""
+    if "explained_fraction" not in result:  # the ladder only (distill(..., surrogate=False))
+        return "\n".join([f"distill {result['optimizer']['source']} on {result['task']}: {result['test_seeds']} "
+                          f"test seeds, {result['steps']} steps", *format_ladder(result)])
     ef, perf = result["explained_fraction"], result["performance"]
     lines = [f"distill {result['optimizer']['source']} on {result['task']}: {result['test_seeds']} test seeds, "
              f"{result['steps']} steps",
@@ -48,6 +98,7 @@ def format_table(result: dict) -> str:
                      f"adaptation slope {_n(r['adaptation']['trajectories']['median_slope'], '.2f')} schedule "
                      f"final/peak {_n(r['schedule']['autonomous']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
                      f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
+    lines += format_ladder(result)
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
 
