@@ -197,3 +197,22 @@ def test_gap_closed_only_reported_when_the_gap_is_clearly_positive():
     assert g["reported"] and 0.4 < g["value"] < 0.6 and g["ci95"][0] < g["value"] < g["ci95"][1]
     g = B.gap_closed(b, u, b + 0.01 * rng.normal(size=n), idx)
     assert not g["reported"] and g["value"] is None
+
+
+def test_cli_distill_flags_reach_the_api(monkeypatch, capsys):
+    import lorex.distill
+    from lorex import api
+    from lorex.cli import main
+
+    calls = []
+    monkeypatch.setattr(api, "distill_optimizer", lambda *a, **k: calls.append((a, k)) or {"wall_seconds":
+                                                                                        {"total": 1.0}})
+    monkeypatch.setattr(lorex.distill, "format_table", lambda r: "TABLE")
+    assert main(["distill", "--optimizer", "linreg", "--bound-only", "--family-steps", "7"]) == 0
+    (_, k), = calls
+    assert k["bound"] is True and k["surrogate"] is False and k["family_steps"] == 7
+    calls.clear()
+    assert main(["distill", "--optimizer", "linreg", "--no-bound"]) == 0
+    assert calls[0][1]["bound"] is False and calls[0][1]["surrogate"] is True
+    assert main(["distill", "--optimizer", "linreg", "--no-bound", "--bound-only"]) == 2
+    assert "--bound-only" in capsys.readouterr().err
