@@ -76,8 +76,8 @@ def default_family_config(task: str | None, **overrides) -> FamilyConfig:
 
 def start_from_baseline(name: str, hyperparameters: dict, *, modes: int = F.DEFAULT_MODES,
                         knots: int = F.DEFAULT_KNOTS) -> dict:
-    """A tuned baseline mapped into the family (exact for sgd and Momentum; RMSProp up to β₁ = 1e-4; Adam without
-    its bias correction)."""
+    """A tuned baseline mapped into the family: exact for sgd and Momentum (β = 1e-4 for none); RMSProp up to
+    β₁ = 1e-4 and its ε (the family's sits outside the root, as Adam's); Adam without its bias correction."""
     lr = float(hyperparameters["learning_rate"])
     kw = dict(modes=modes, knots=knots)
     if name == "momentum":
@@ -287,17 +287,71 @@ def gap_closed(b, u, ll, idx) -> dict:
     return out
 
 
+FAMILY_FILE = "mechanism_family.json"
+MEMBER_FIELDS = ("member_seed", "start", "validation", "start_validation", "best_meta_step", "skipped_meta_steps",
+                 "parameters", "natural")
+
+
+def family_record(ladder: dict) -> dict:
+    """What :func:`save_family` writes: per variant ("bound" and each mechanism left out) the chosen member's
+    parameters, with how the family was trained; :func:`mechanism_bound` (``trained=``) evaluates it again."""
+    fam = ladder.get("mechanism_family", ladder)
+    variants = {"bound": {k: ladder["mechanism_bound"][k] for k in MEMBER_FIELDS}}
+    for r in ladder.get("leave_one_out", []):
+        variants[r["removed"]] = {k: r[k] for k in MEMBER_FIELDS}
+    return {"format_version": 1, "task": ladder["task"], "steps": ladder["steps"],
+            "family_config": fam["family_config"], "meta_objective": fam["meta_objective"],
+            "meta_training_seconds": fam["wall_seconds"].get("meta_training"), "variants": variants}
+
+
+def save_family(path, ladder: dict) -> None:
+    from lorex import io
+
+    io.save_json(path, family_record(ladder))
+
+
+def load_family(path) -> dict:
+    from lorex import io
+
+    d = io.load_json(path)
+    if not isinstance(d, dict) or d.get("format_version") != 1 or "bound" not in d.get("variants", {}):
+        raise LorexError(str(path), "not a mechanism-family file", "a file written by lorex.distill.bound.save_family")
+    for v, r in d["variants"].items():
+        if v != "bound" and v not in F.MECHANISMS:
+            raise LorexError(str(path), f"unknown variant {v!r}", ["bound", *F.MECHANISMS])
+        if set(r.get("parameters", {})) != set(F.init_params()):
+            raise LorexError(str(path), f"variant {v!r}: parameters {sorted(r.get('parameters', {}))}",
+                             sorted(F.init_params()))
+    return d
+
+
+def shipped_family(task: str):
+    """The shipped trained family of a task (src/lorex/pretrained/<task>/mechanism_family.json), or None."""
+    from pathlib import Path
+
+    from lorex import lopt
+
+    path = Path(lopt.__file__).parent / "pretrained" / str(task) / FAMILY_FILE
+    return load_family(path) if path.is_file() else None
+
+
 def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.MetaConfig | None = None,
                     config: FamilyConfig | None = None, seed: int = 0, leave_one_out: bool = True,
-                    n_boot: int = N_BOOT, progress=None) -> dict:
+                    n_boot: int = N_BOOT, progress=None, trained: dict | None = None) -> dict:
     """The L / U / B ladder on ``benchmark``'s test seeds (a :func:`lorex.benchmark.run_benchmark` result with its
     tuned baselines), with the gap closed and the leave-one-out table; a JSON-ready dict.
 
     ``learned_tx``: the learned optimizer's transformation. ``task_config``: the meta-training config whose task,
     horizon, objective, truncation, first-order setting and batch the family is trained with (default: the task's
     shipped :func:`lorex.meta.default_config`). ``config``: :class:`FamilyConfig` (default: the task's
-    :data:`FAMILY_DEFAULTS`).
+    :data:`FAMILY_DEFAULTS`). ``trained``: a :func:`load_family` record (e.g. :func:`shipped_family`): its members
+    are evaluated, nothing is meta-trained.
     """
+    if trained is not None:
+        out = _evaluate_ladder(family, benchmark, learned_tx, trained, seed=seed, n_boot=n_boot,
+                               leave_one_out=leave_one_out)
+        return {**out, "source": "a trained family, evaluated (nothing meta-trained here)",
+                **{k: trained.get(k) for k in ("family_config", "meta_objective", "meta_training_seconds")}}
     t0 = time.perf_counter()
     task = getattr(family, "name", type(family).__name__)
     if task_config is None:
@@ -334,12 +388,44 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
         i = min(idxs, key=lambda j: tr["validation"][j])
         chosen[v] = (i, mask)
 
+    def member_info(v):
+        i, mask = chosen[v]
+        m = members[i]
+        return {"member_seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
+                "start_validation": tr["start_validation"][i], "best_meta_step": int(tr["best_step"][i]),
+                "skipped_meta_steps": int(tr["skipped"][i]),
+                "parameters": F.params_to_json(tr["params"][i]), "natural": F.describe(tr["params"][i], mask)}
+
+    record = {"variants": {v: member_info(v) for v in chosen}}
+    out = _evaluate_ladder(family, benchmark, learned_tx, record, seed=seed, n_boot=n_boot,
+                           leave_one_out=leave_one_out)
+    walls["evaluation"] = out.pop("wall_seconds")["evaluation"]
+    walls["total"] = time.perf_counter() - t0
+    return {
+        **out,
+        "family_config": dataclasses.asdict(config),
+        "meta_objective": {"objective": task_config.objective, "horizon": T, "truncation": task_config.truncation,
+                           "first_order": task_config.first_order, "batch": config.batch or task_config.batch},
+        "members": [{"variant": m[0], "seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
+                     "start_validation": tr["start_validation"][i]} for i, m in enumerate(members)],
+        "wall_seconds": walls,
+    }
+
+
+def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed: int, n_boot: int,
+                     leave_one_out: bool = True) -> dict:
+    """L, U, B, gap closed and leave-one-out on the benchmark's test seeds for the members of ``record``."""
     t1 = time.perf_counter()
+    task = getattr(family, "name", type(family).__name__)
+    T = int(benchmark["steps"])
+    variants = [v for v in ("bound", *F.MECHANISMS) if v in record["variants"]
+                and (v == "bound" or leave_one_out)]
+    masks = [F.full_mask() if v == "bound" else F.without(v) for v in variants]
+    params = [F.params_from_json(record["variants"][v]["parameters"]) for v in variants]
     n_test = int(benchmark["test_seeds"])
     keys = seeds.keys(int(benchmark.get("seed", seed)), "test", n_test)
-    curves = evaluate_members([tr["params"][i] for i, _ in chosen.values()], [m for _, m in chosen.values()],
-                              family, keys, T)
-    mll_v = {v: per_seed_mll(c) for v, c in zip(chosen, curves)}
+    curves = evaluate_members(params, masks, family, keys, T)
+    mll_v = {v: per_seed_mll(c) for v, c in zip(variants, curves)}
     from lorex.baselines import baseline
     from lorex.evaluate import evaluate
 
@@ -354,29 +440,23 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
     second = [v for k, v in hp.items() if k != "learning_rate"]
     mll_b = per_seed_mll(evaluate(baseline(best, float(hp["learning_rate"]), second[0] if second else None),
                                   family, keys, T))
-    walls["evaluation"] = time.perf_counter() - t1
-
     idx = np.random.default_rng(seed).integers(0, n_test, size=(n_boot, n_test))
 
-    def member_info(v):
-        i, mask = chosen[v]
-        m = members[i]
-        return {"member_seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
-                "start_validation": tr["start_validation"][i], "best_meta_step": int(tr["best_step"][i]),
-                "skipped_meta_steps": int(tr["skipped"][i]),
-                "parameters": F.params_to_json(tr["params"][i]), "natural": F.describe(tr["params"][i], mask)}
+    def info(v, mask, p):
+        r = dict(record["variants"][v])
+        r["natural"] = F.describe(p, mask)
+        return r
 
-    U = {**_interval(mll_v["bound"], idx), **member_info("bound")}
+    U = {**_interval(mll_v["bound"], idx), **info("bound", masks[0], params[0])}
     loo = []
-    for v, _ in variants[1:]:
+    for v, mask, p in list(zip(variants, masks, params))[1:]:
         d = mll_v[v] - mll_v["bound"]
-        row = {"removed": v, **_interval(mll_v[v], idx), **member_info(v)}
+        row = {"removed": v, **_interval(mll_v[v], idx), **info(v, mask, p)}
         fin = np.isfinite(d).all()
+        reps = d[idx].mean(1) if fin else None
         row["delta_vs_bound"] = float(d.mean()) if fin else None
-        row["delta_ci95"] = ([float(np.percentile(d[idx].mean(1), 2.5)), float(np.percentile(d[idx].mean(1), 97.5))]
-                             if fin else None)
+        row["delta_ci95"] = [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))] if fin else None
         loo.append(row)
-    walls["total"] = time.perf_counter() - t0
     return {
         "task": task, "steps": T, "test_seeds": n_test,
         "learned": _interval(mll_l, idx),
@@ -384,12 +464,7 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
         "best_baseline": {"name": best, "hyperparameters": hp, **_interval(mll_b, idx)},
         "gap_closed": gap_closed(mll_b, mll_v["bound"], mll_l, idx),
         "leave_one_out": loo,
-        "family_config": dataclasses.asdict(config),
-        "meta_objective": {"objective": task_config.objective, "horizon": T, "truncation": task_config.truncation,
-                           "first_order": task_config.first_order, "batch": config.batch or task_config.batch},
-        "members": [{"variant": m[0], "seed": int(m[2]), "start": m[3], "validation": tr["validation"][i],
-                     "start_validation": tr["start_validation"][i]} for i, m in enumerate(members)],
         "method": f"mean log loss over {n_test} test seeds; 95 % intervals: paired bootstrap percentiles "
                   f"({n_boot} resamples of the test seeds)",
-        "wall_seconds": walls,
+        "wall_seconds": {"evaluation": time.perf_counter() - t1},
     }

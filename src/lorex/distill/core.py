@@ -139,7 +139,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
             benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
             steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
             n_boot: int = N_BOOT, references: bool = True, bound: bool = False, family_config=None,
-            surrogate: bool = True) -> dict:
+            surrogate: bool = True, family_trained: dict | None = None) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
@@ -152,7 +152,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     ``bound``: also meta-train the mechanism family (:mod:`lorex.distill.bound`, ``family_config`` a
     :class:`~lorex.distill.bound.FamilyConfig`, default the task's) and add the ladder: ``learned``,
     ``mechanism_bound``, ``best_baseline`` (mean log loss with 95 % interval each), ``gap_closed``,
-    ``leave_one_out``, and ``mechanism_family`` (how it was trained).  ``surrogate=False`` skips the extracted
+    ``leave_one_out``, and ``mechanism_family`` (how it was trained); with ``family_trained`` (a
+    :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.  ``surrogate=False`` skips the extracted
     surrogate (analysis, ablations, references): the result then holds the benchmark's task data and the ladder only.
     """
     t_start = time.perf_counter()
@@ -183,7 +184,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         t0 = time.perf_counter()
         _say(progress, f"{task}: mechanism bound (meta-training the mechanism family)")
         ladder = mechanism_bound(family, benchmark, tx_learned, config=family_config, seed=seed, n_boot=n_boot,
-                                 progress=lambda m: _say(progress, m))
+                                 progress=lambda m: _say(progress, m), trained=family_trained)
         ladder = {**{k: ladder.pop(k) for k in LADDER_KEYS}, "mechanism_family": ladder}
         walls["mechanism_bound"] = time.perf_counter() - t0
     if not surrogate:

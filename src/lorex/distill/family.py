@@ -39,7 +39,11 @@ MECHANISMS = ("momentum", "clipping", "schedule", "adaptation")
 MAX_MODES = 3
 DEFAULT_MODES = 3
 DEFAULT_KNOTS = 5
-EPS_IN = 1e-8  # the meta-trained family's ε inside the power (RMSProp's convention)
+# The family's default ε: Adam's ε_out = 1e-8 outside the power, so the adaptation stays scale-free down to gradients
+# ~1e-8 (an ε_in = 1e-8 would stop it at ~1e-4, well above where linreg's runs end); ε_in = 1e-30 only keeps
+# log(ν + ε_in), which ∂/∂p needs, finite where ν = 0.
+EPS_IN = 1e-30
+EPS_OUT = 1e-8
 
 
 class FamilyState(NamedTuple):
@@ -106,7 +110,7 @@ def learning_rate(params: dict, t, horizon: int, mask: dict | None = None) -> ja
 
 
 def mechanism_family(params: dict, horizon: int, *, mask: dict | None = None, bias_correction: bool = False,
-                     eps_in: float = EPS_IN, eps_out: float = 0.0) -> optax.GradientTransformationExtraArgs:
+                     eps_in: float = EPS_IN, eps_out: float = EPS_OUT) -> optax.GradientTransformationExtraArgs:
     """The family member ``params`` as an optax transformation (see the module docstring for the equations).
 
     ``horizon`` T places the schedule's knots; ``mask`` ({mechanism: 0. or 1.}, default all on) switches mechanisms

@@ -58,9 +58,11 @@ def format_ladder(result: dict) -> list[str]:
                 f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
             lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
     if fc:
+        secs = fam.get("wall_seconds", {}).get("meta_training")
+        how = (f"meta-training {secs:.1f} s" if secs is not None else
+               f"trained elsewhere ({_n(fam.get('meta_training_seconds'), '.1f')} s), evaluated here")
         lines.append(f"  family: {fc.get('modes')} momentum modes, {fc.get('knots')} schedule knots; "
-                     f"{fc.get('steps')} meta-steps × seeds {fc.get('seeds')}; meta-training "
-                     f"{fam.get('wall_seconds', {}).get('meta_training', float('nan')):.1f} s")
+                     f"{fc.get('steps')} meta-steps × seeds {fc.get('seeds')}; {how}")
     return lines
 
 
@@ -255,7 +257,34 @@ def distill_html(result: dict) -> str:
         parts.append("<p class='small'>The check of the extraction on tuned Momentum, RMSProp and Adam (rebuilt "
                      f"through the same lens) was not run here: <code>lorex distill --optimizer {_e(result['task'])}"
                      "</code> runs it.</p>")
+    parts.append(ladder_html(result))
     return "\n".join(parts)
+
+
+def _ci_html(r) -> str:
+    if r is None or r.get("mean") is None:
+        return "n/a (diverged)"
+    return f"{r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+
+
+def ladder_html(result: dict) -> str:
+    """The mechanism-bound ladder as an HTML fragment ('' without one)."""
+    if "mechanism_bound" not in result:
+        return ""
+    U, B, L, g = result["mechanism_bound"], result["best_baseline"], result["learned"], result["gap_closed"]
+    rows = [("learned L", _ci_html(L), ""), ("mechanism bound U (trained family)", _ci_html(U),
+                                              _e(", ".join(f"{k} = {v}" for k, v in U.get("natural", {}).items()))),
+            (_e(f"best tuned baseline B ({B['name']})"), _ci_html(B), "")]
+    rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
+              "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
+                           f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"))
+             for r in result.get("leave_one_out", [])]
+    gap = (f"gap closed (B − U)/(B − L) = <b>{g['value']:.2f}</b> (95 % interval "
+           f"{_e(g['ci95'] and [round(v, 2) for v in g['ci95']])})" if g.get("reported")
+           else f"gap closed not reported: {_e(g.get('note', ''))}")
+    return ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
+            f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
+            + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
 
 
 def _verdicts(r: dict) -> str:
