@@ -8,9 +8,10 @@ meta-optimizer (optax Adam, global-norm clipping, cosine decay, non-finite steps
 with fewer meta-steps and a larger meta learning rate (the family has ~15 parameters). Every member (a mechanism
 mask × a meta-training seed) is trained in ONE compiled, vmapped meta-step. Each member keeps its best parameters by
 the objective on common validation problems (stream "validation"); the bound of a variant is its member with the best
-validation objective. Members start from the tuned baselines mapped into the family (seed k starts from the k-th of
-Momentum, RMSProp, Adam, cycling), so the start is itself a family member the benchmark tuned; the clipping threshold
-starts at ``tau_factor`` × the largest signal |s_t| the start meets on meta-training problems (clipping inactive).
+validation objective. Members start from the tuned baselines (Momentum, RMSProp, Adam) mapped into the family, so a
+start is itself a family member the benchmark tuned: a variant's j-th seed starts from the one that is j-th best on the
+validation problems under the variant's mask. The clipping threshold starts at ``tau_factor`` × the largest signal
+|s_t| the start meets on meta-training problems (clipping inactive).
 
 Intervals: 95 % paired bootstrap percentiles over the test seeds (the same resampled seeds for L, U, B and every
 leave-one-out variant).
@@ -49,12 +50,17 @@ class FamilyConfig:
     batch: int | None = None  # problems per meta-step (default: the task's meta-training batch)
     val_every: int = 10
     val_batch: int = 32
-    seeds: tuple = (0, 1, 2)  # meta-training seeds
+    seeds: tuple = (0, 1, 2)  # meta-training seeds of the bound
+    loo_seeds: tuple | None = None  # meta-training seeds of each leave-one-out variant (default: ``seeds``)
     tau_factor: float = 3.0
 
     def __post_init__(self):
-        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
-            raise LorexError("seeds", f"got {self.seeds!r}", "distinct integer seeds")
+        for f in ("seeds", "loo_seeds"):
+            v = getattr(self, f)
+            if v is None and f == "loo_seeds":
+                continue
+            if len(v) < 1 or len(set(v)) != len(v):
+                raise LorexError(f, f"got {v!r}", "distinct integer seeds")
         for f in ("steps", "val_every", "val_batch", "knots"):
             if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
                 raise LorexError(f, f"got {getattr(self, f)!r}", "a positive integer")
@@ -62,9 +68,14 @@ class FamilyConfig:
             raise LorexError("modes", f"got {self.modes!r}", f"1..{F.MAX_MODES}")
 
 
-# Per task: meta-steps and batch that keep the whole ladder's meta-training (bound + 4 leave-one-out variants,
-# 3 seeds each) within ~2 minutes on 2 CPU cores.
-FAMILY_DEFAULTS: dict[str, dict] = {}
+# Per task: meta-steps (and, on two moons, one seed per leave-one-out variant) that keep the whole ladder's
+# meta-training (the bound on 3 seeds + 4 leave-one-out variants) within ~2 minutes on 2 CPU cores. A two-moons
+# meta-step costs ~40x a linreg one (an MLP on 256 points per unroll step).
+FAMILY_DEFAULTS: dict[str, dict] = {
+    "linreg": {"steps": 300},
+    "rosenbrock": {"steps": 300},
+    "two_moons": {"steps": 40, "loo_seeds": (0,), "val_batch": 16},
+}
 
 
 def default_family_config(task: str | None, **overrides) -> FamilyConfig:
@@ -212,6 +223,9 @@ def train_members(family, task_config: meta.MetaConfig, starts: list, masks: lis
     for k in range(1, config.steps + 1):
         keys = jnp.stack([meta.step_keys(c, k - 1) for c in member_cfgs])
         params, opt_state, loss = step_fn(params, opt_state, mask_st, keys)
+        if k == 1:
+            jax.block_until_ready(loss)
+            first_step = time.perf_counter() - t0
         if k % config.val_every == 0 or k == config.steps:
             val = np.asarray(validate(params, mask_st, val_keys), np.float64)
             val = np.where(np.isfinite(val), val, np.inf)
@@ -227,7 +241,8 @@ def train_members(family, task_config: meta.MetaConfig, starts: list, masks: lis
     skipped = np.asarray(opt_state.total_notfinite).tolist()
     return {"params": [_index(best, i) for i in range(n)], "validation": best_val.tolist(),
             "best_step": best_step.tolist(), "start_validation": start_val, "validation_history": history,
-            "skipped": skipped, "wall_seconds": time.perf_counter() - t0}
+            "skipped": skipped, "wall_seconds": time.perf_counter() - t0,
+            "first_step_seconds": first_step}  # setup, validation of the starts and compilation included
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -367,19 +382,31 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
     walls = {}
     say = progress or (lambda m: None)
 
-    # starts: the tuned baselines mapped into the family, clipping threshold set from their signals
+    # starts: the tuned baselines mapped into the family, clipping threshold set from their signals; each variant's
+    # j-th seed starts from the start that is j-th best on the validation problems under that variant's mask
     named = starts_from_benchmark(benchmark, modes=config.modes, knots=config.knots)
-    starts = [named[i % len(named)] for i in range(len(config.seeds))]
     sig_keys = seeds.keys(0, "meta_train", 8)
-    tuned = set_clipping_threshold([p for _, p in starts], family, sig_keys, T, config.tau_factor)
+    tuned = set_clipping_threshold([p for _, p in named], family, sig_keys, T, config.tau_factor)
     variants = [("bound", F.full_mask())] + ([(m, F.without(m)) for m in F.MECHANISMS] if leave_one_out else [])
-    members = [(v, mask, s, name, p) for v, mask in variants for s, (name, _), p in zip(config.seeds, starts, tuned)]
-    say(f"{task}: meta-training the family: {len(variants)} variant(s) × {len(config.seeds)} seeds, "
+    pre = _compiled_validation(family, T, dataclasses.replace(task_config, seed=0))(
+        _stack([p for _ in variants for p in tuned]), _stack([m for _, m in variants for _ in tuned]),
+        seeds.keys(seed, "validation", config.val_batch))
+    pre = np.where(np.isfinite(np.asarray(pre, np.float64)), np.asarray(pre, np.float64), np.inf)
+    pre = pre.reshape(len(variants), len(tuned))
+    members = []
+    for vi, (v, mask) in enumerate(variants):
+        order = np.argsort(pre[vi], kind="stable")
+        vseeds = config.seeds if v == "bound" or config.loo_seeds is None else config.loo_seeds
+        for j, s_ in enumerate(vseeds):
+            k = int(order[j % len(order)])
+            members.append((v, mask, s_, named[k][0], tuned[k]))
+    say(f"{task}: meta-training the family: {len(members)} members ({len(variants)} variant(s)), "
         f"{config.steps} meta-steps")
     tr = train_members(family, task_config, [m[4] for m in members], [m[1] for m in members],
                        [m[2] for m in members], config, val_seed=seed,
                        progress=lambda msg: say(f"{task}: family: {msg}"))
     walls["meta_training"] = tr["wall_seconds"]
+    walls["meta_training_first_step"] = tr["first_step_seconds"]
 
     # per variant: the member with the best validation objective
     chosen = {}
