@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
     r.set_defaults(func=cmd_reproduce)
 
-    d = sub.add_parser("distill", help="build a mechanistic surrogate of a learned optimizer")
+    d = sub.add_parser("distill", help="a mechanistic surrogate of a learned optimizer, and the mechanism bound: the "
+                       "known mechanisms as one meta-trained optimizer (learned / bound / best baseline, leave-one-out)")
     d.add_argument("--optimizer", required=True, help="shipped name or run folder")
     _task_args(d, required=False)
     d.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
