@@ -225,3 +225,21 @@ def test_cli_distill_flags_reach_the_api(monkeypatch, capsys):
     assert calls[0][1]["bound"] is False and calls[0][1]["surrogate"] is True
     assert main(["distill", "--optimizer", "linreg", "--no-bound", "--bound-only"]) == 2
     assert "--bound-only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons"])
+def test_shipped_families_load_and_their_bound_runs(task):
+    from lorex import seeds, tasks
+    from lorex.distill import bound as B
+
+    rec = B.shipped_family(task)
+    if rec is None:
+        pytest.skip(f"no mechanism family shipped for {task}")
+    assert rec["task"] == task and set(rec["variants"]) == {"bound", *F.MECHANISMS}
+    if task != "linreg":
+        return  # evaluating two moons takes long; linreg stands for the evaluation path
+    fam = tasks.make(task)
+    v = rec["variants"]["bound"]
+    curves = B.evaluate_members([F.params_from_json(v["parameters"])], [B._record_mask(v, "bound")], fam,
+                                seeds.keys(0, "test", 4), rec["steps"])
+    assert np.isfinite(B.per_seed_mll(curves[0])).all()

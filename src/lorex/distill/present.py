@@ -20,7 +20,7 @@ def _beta(m) -> str:
 
 def _ci(r) -> str:
     if r is None or r.get("mean") is None:
-        return "n/a (diverged)"
+        return f"n/a (diverged on {r.get('diverged') if r else '?'} test seeds)"
     lo, hi = r["ci95"]
     return f"{r['mean']:8.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -34,8 +34,8 @@ def format_ladder(result: dict) -> list[str]:
     fc = fam.get("family_config", {})
     lines = [f"mechanism bound on {result['test_seeds']} test seeds (mean log loss, 95% paired-bootstrap interval):",
              f"  {'learned L':<30} {_ci(L)}",
-             f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, from {U.get('start')}, "
-             f"best meta-step {U.get('best_meta_step')})",
+             f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, trained as "
+             f"{U.get('trained_as', 'bound')}, from {U.get('start')}, best meta-step {U.get('best_meta_step')})",
              f"  {'best baseline B (' + B['name'] + ')':<30} {_ci(B)}"]
     g = result["gap_closed"]
     if g.get("reported"):
