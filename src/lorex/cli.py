@@ -181,14 +181,17 @@ def cmd_distill(args) -> int:
     from lorex.distill import distill_figure, format_table
 
     _check_out(args.out)
+    if args.no_bound and args.bound_only:
+        raise LorexError("--bound-only", "given with --no-bound", ["one of them"])
     result = distill_optimizer(args.optimizer, task=args.task, task_overrides=_overrides(args.set), seed=args.seed,
-                               test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds)
+                               test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, bound=not args.no_bound,
+                               surrogate=not args.bound_only, family_steps=args.family_steps)
     print(format_table(result))
     print(f"wall time {result['wall_seconds']['total']:.1f} s")
     if args.out:
         out = Path(args.out)
         io.save_json(out / "distill.json", result)
-        paths = distill_figure(result, out / f"distill_{result['task']}")
+        paths = [] if args.bound_only else distill_figure(result, out / f"distill_{result['task']}")
         for p in [out / "distill.json", *paths]:
             print(f"wrote {p}", file=sys.stderr)
     return 0
@@ -238,12 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
     r.set_defaults(func=cmd_reproduce)
 
-    d = sub.add_parser("distill", help="build a mechanistic surrogate of a learned optimizer")
+    d = sub.add_parser("distill", help="a mechanistic surrogate of a learned optimizer, and the mechanism bound: the "
+                       "known mechanisms as one meta-trained optimizer (learned / bound / best baseline, leave-one-out)")
     d.add_argument("--optimizer", required=True, help="shipped name or run folder")
     _task_args(d, required=False)
     d.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
     d.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
     d.add_argument("--out", type=Path, default=None)
+    d.add_argument("--no-bound", action="store_true",
+                   help="skip the mechanism bound (meta-training the mechanism family, leave-one-out)")
+    d.add_argument("--bound-only", action="store_true",
+                   help="only the ladder learned / mechanism bound / best baseline, without the extracted surrogate")
+    d.add_argument("--family-steps", type=_positive_int("family-steps"), default=None,
+                   help="meta-steps of the mechanism family (default: the task's)")
     d.set_defaults(func=cmd_distill)
     return p
 

@@ -26,6 +26,7 @@ from lorex.evaluate import mean_log_loss
 from lorex.evaluate import run as _run
 
 N_BOOT = 2000
+LADDER_KEYS = ("learned", "mechanism_bound", "best_baseline", "gap_closed", "leave_one_out")
 REFERENCES = ("momentum", "rmsprop", "adam")
 ABLATION_TEXT = {
     "momentum": "plain scaled gradient (one β = 0 term) with the same α_eff",
@@ -137,7 +138,8 @@ def _row(name, mll, curves, reference=None):
 def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tuning_seeds: int | None = None,
             benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
             steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
-            n_boot: int = N_BOOT, references: bool = True) -> dict:
+            n_boot: int = N_BOOT, references: bool = True, bound: bool = False, family_config=None,
+            surrogate: bool = True, family_trained: dict | None = None) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
@@ -147,6 +149,12 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     ``analysis_runs`` problems of the analysis stream).  Every surrogate parameter comes from the analysis; none is tuned on test seeds.
     ``references``: also put tuned Momentum, RMSProp and Adam through the same extraction and rebuild them (a check
     of the extraction on optimizers whose mechanisms are known; it costs more than the rest together).
+    ``bound``: also meta-train the mechanism family (:mod:`lorex.distill.bound`, ``family_config`` a
+    :class:`~lorex.distill.bound.FamilyConfig`, default the task's) and add the ladder: ``learned``,
+    ``mechanism_bound``, ``best_baseline`` (mean log loss with 95 % interval each), ``gap_closed``,
+    ``leave_one_out``, and ``mechanism_family`` (how it was trained); with ``family_trained`` (a
+    :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.  ``surrogate=False`` skips the extracted
+    surrogate (analysis, ablations, references): the result then holds the benchmark's task data and the ladder only.
     """
     t_start = time.perf_counter()
     walls = {}
@@ -168,6 +176,24 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     if not base:
         raise LorexError("benchmark", "holds no tuned baseline", list(DEFAULT_OPTIMIZERS))
     best = min(base, key=lambda k: base[k]["mean_log_loss"]["mean"])
+
+    ladder = {}
+    if bound:
+        from lorex.distill.bound import mechanism_bound
+
+        t0 = time.perf_counter()
+        _say(progress, f"{task}: mechanism bound (meta-training the mechanism family)")
+        ladder = mechanism_bound(family, benchmark, tx_learned, config=family_config, seed=seed, n_boot=n_boot,
+                                 progress=lambda m: _say(progress, m), trained=family_trained)
+        ladder = {**{k: ladder.pop(k) for k in LADDER_KEYS}, "mechanism_family": ladder}
+        walls["mechanism_bound"] = time.perf_counter() - t0
+    if not surrogate:
+        if not bound:
+            raise LorexError("surrogate", "False with bound False leaves nothing to compute", ["bound=True"])
+        walls["total"] = time.perf_counter() - t_start
+        return io.json_safe({"task": task, "optimizer": {"source": label, "lopt_config": dataclasses.asdict(config)},
+                             "steps": T, "seed": seed, "test_seeds": n_test,
+                             "tuning_seeds": benchmark.get("tuning_seeds"), **ladder, "wall_seconds": walls})
 
     t0 = time.perf_counter()
     rm = lopt.recurrent_map(params, config)
@@ -262,6 +288,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
             "omitted": "the learned optimizer's drift at the fixed point (update at zero gradient) is not modelled",
         },
     }
+    result.update(ladder)
     result["findings"] = findings(result)
     walls["total"] = time.perf_counter() - t_start
     result["wall_seconds"] = walls

@@ -18,8 +18,60 @@ def _beta(m) -> str:
     return f"{m['beta_re']:.3f}" + (f"{m['beta_im']:+.3f}i" if m["beta_im"] else "")
 
 
+def _ci(r) -> str:
+    if r is None or r.get("mean") is None:
+        return f"n/a (diverged on {r.get('diverged') if r else '?'} test seeds)"
+    lo, hi = r["ci95"]
+    return f"{r['mean']:8.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def format_ladder(result: dict) -> list[str]:
+    """The L / U / B ladder, the gap closed and the leave-one-out table (lines; none without a ladder)."""
+    if "mechanism_bound" not in result:
+        return []
+    U, B, L = result["mechanism_bound"], result["best_baseline"], result["learned"]
+    fam = result.get("mechanism_family", {})
+    fc = fam.get("family_config", {})
+    lines = [f"mechanism bound on {result['test_seeds']} test seeds (mean log loss, 95% paired-bootstrap interval):",
+             f"  {'learned L':<30} {_ci(L)}",
+             f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, trained as "
+             f"{U.get('trained_as', 'bound')}, from {U.get('start')}, best meta-step {U.get('best_meta_step')})",
+             f"  {'best baseline B (' + B['name'] + ')':<30} {_ci(B)}"]
+    g = result["gap_closed"]
+    if g.get("reported"):
+        ci = g["ci95"] and f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]"
+        lines.append(f"  gap closed (B − U)/(B − L) = {g['value']:.2f} {ci}  (B − L = "
+                     f"{g['baseline_minus_learned']:.3f} [{g['baseline_minus_learned_ci95'][0]:.3f}, "
+                     f"{g['baseline_minus_learned_ci95'][1]:.3f}])")
+    else:
+        gap = g.get("baseline_minus_learned")
+        lines.append(f"  gap closed: not reported — {g.get('note', '')}"
+                     + ("" if gap is None else f" (B − L = {gap:.3f} [{g['baseline_minus_learned_ci95'][0]:.3f}, "
+                        f"{g['baseline_minus_learned_ci95'][1]:.3f}])"))
+    nat = U.get("natural", {})
+    lines.append("  U's parameters: " + ", ".join(
+        f"{k}={[round(x, 4) for x in v] if isinstance(v, list) else format(v, '.4g')}" for k, v in nat.items()))
+    if result.get("leave_one_out"):
+        lines.append("  leave-one-out (family retrained without one mechanism; Δ = variant − U, + = worse):")
+        for r in result["leave_one_out"]:
+            d = "n/a" if r.get("delta_vs_bound") is None else (
+                f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
+            lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
+    if fc:
+        secs = fam.get("wall_seconds", {}).get("meta_training")
+        how = (f"meta-training {secs:.1f} s" if secs is not None else
+               f"trained elsewhere ({_n(fam.get('meta_training_seconds'), '.1f')} s), evaluated here")
+        lines.append(f"  family: {fc.get('modes')} momentum modes, {fc.get('knots')} schedule knots; "
+                     f"{fc.get('steps')} meta-steps × seeds {fc.get('seeds')}; {how}")
+    return lines
+
+
 def format_table(result: dict) -> str:
-    """Explained fraction, mean log losses and the ablation table as plain text."""
+    """Explained fraction, mean log losses and the ablation table as plain text (and the mechanism-bound ladder
+    where the result has one)."""
+    if "explained_fraction" not in result:  # the ladder only (distill(..., surrogate=False))
+        return "\n".join([f"distill {result['optimizer']['source']} on {result['task']}: {result['test_seeds']} "
+                          f"test seeds, {result['steps']} steps", *format_ladder(result)])
     ef, perf = result["explained_fraction"], result["performance"]
     lines = [f"distill {result['optimizer']['source']} on {result['task']}: {result['test_seeds']} test seeds, "
              f"{result['steps']} steps",
@@ -48,6 +100,7 @@ def format_table(result: dict) -> str:
                      f"adaptation slope {_n(r['adaptation']['trajectories']['median_slope'], '.2f')} schedule "
                      f"final/peak {_n(r['schedule']['autonomous']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
                      f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
+    lines += format_ladder(result)
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
 
@@ -204,7 +257,34 @@ def distill_html(result: dict) -> str:
         parts.append("<p class='small'>The check of the extraction on tuned Momentum, RMSProp and Adam (rebuilt "
                      f"through the same lens) was not run here: <code>lorex distill --optimizer {_e(result['task'])}"
                      "</code> runs it.</p>")
+    parts.append(ladder_html(result))
     return "\n".join(parts)
+
+
+def _ci_html(r) -> str:
+    if r is None or r.get("mean") is None:
+        return "n/a (diverged)"
+    return f"{r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+
+
+def ladder_html(result: dict) -> str:
+    """The mechanism-bound ladder as an HTML fragment ('' without one)."""
+    if "mechanism_bound" not in result:
+        return ""
+    U, B, L, g = result["mechanism_bound"], result["best_baseline"], result["learned"], result["gap_closed"]
+    rows = [("learned L", _ci_html(L), ""), ("mechanism bound U (trained family)", _ci_html(U),
+                                              _e(", ".join(f"{k} = {v}" for k, v in U.get("natural", {}).items()))),
+            (_e(f"best tuned baseline B ({B['name']})"), _ci_html(B), "")]
+    rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
+              "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
+                           f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"))
+             for r in result.get("leave_one_out", [])]
+    gap = (f"gap closed (B − U)/(B − L) = <b>{g['value']:.2f}</b> (95 % interval "
+           f"{_e(g['ci95'] and [round(v, 2) for v in g['ci95']])})" if g.get("reported")
+           else f"gap closed not reported: {_e(g.get('note', ''))}")
+    return ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
+            f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
+            + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
 
 
 def _verdicts(r: dict) -> str:

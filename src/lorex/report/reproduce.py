@@ -22,6 +22,7 @@ from lorex.baselines import DEFAULT_OPTIMIZERS
 from lorex.benchmark import format_table, run_benchmark
 from lorex.errors import LorexError
 from lorex.distill import distill, distill_figure
+from lorex.distill.bound import shipped_family as shipped_mechanism_family
 from lorex.report import figures as F
 from lorex.report import html
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
@@ -223,8 +224,14 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         _say(progress, f"{head}: distillation (mechanistic surrogate, ablations)")
         # the rebuild of Momentum, RMSProp and Adam through the same extraction checks the extraction itself, not
         # this optimizer; `lorex distill` runs it, the report does not repeat it for every task
+        # the mechanism bound: the shipped trained mechanism family (shipped optimizers only) is evaluated, not
+        # retrained (`lorex distill` meta-trains it)
+        shipped_family = shipped_mechanism_family(task) if source == "shipped" else None
+        if shipped_family is not None and int(shipped_family["steps"]) != int(bench["steps"]):
+            shipped_family = None  # trained for another horizon
         distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
-                            progress=progress, steps=steps, references=False)
+                            progress=progress, steps=steps, references=False, bound=shipped_family is not None,
+                            family_trained=shipped_family)
         paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
         walls["distill"] = time.perf_counter() - t0
         png_paths[task] = {k: v[0] for k, v in paths.items()}
