@@ -13,6 +13,7 @@ import pytest
 
 from lorex import lopt, meta
 from lorex.baselines import baseline
+from lorex.distill import family as mechanism_family
 from lorex.distill.lens import input_linearized_learned, pinned_learned
 from lorex.distill.surrogate import Surrogate, surrogate_optimizer
 
@@ -42,6 +43,8 @@ FACTORIES = {
     "input_linearized_learned": lambda: input_linearized_learned(lopt.recurrent_map(*shipped()), None),
     "baseline": lambda: baseline("adam", 0.01, 0.9),
     "meta_optimizer": lambda: meta.meta_optimizer(meta.default_config("linreg")),
+    "mechanism_family": lambda: mechanism_family.mechanism_family(
+        mechanism_family.init_params(lr=0.05, betas=(0.9, 0.5), tau=1.0, p=0.5), 20),  # every mechanism on
 }
 NAMES = sorted(FACTORIES)
 
