@@ -16,3 +16,16 @@ def tiny_optimizer(directory: Path, hidden: int = 8, seed: int = 0) -> Path:
     params["h0"] = 0.1 * jax.random.normal(k3, (hidden,))
     lopt.save_optimizer(directory, params, cfg, {"task": "linreg"})
     return directory
+
+
+def toy_surrogate():
+    """A surrogate with every part switched on: complex and real momentum modes, tanh clipping, a schedule, adaptation
+    with bias correction."""
+    import numpy as np
+
+    from lorex.distill.surrogate import Surrogate
+
+    return Surrogate(betas=np.array([0.9 + 0.2j, 0.5, 0.0]), weights=np.array([0.05 - 0.01j, 0.02, 0.03]),
+                     clip_kind="tanh", clip_threshold=0.5, schedule=np.linspace(0.5, 1.0, 11),
+                     adapt_grid=np.geomspace(1e-2, 10, 7), adapt_ratio=np.geomspace(1.0, 0.05, 7), adapt_rho=0.9,
+                     adapt_bias_correction=True)

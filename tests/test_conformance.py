@@ -11,24 +11,18 @@ import numpy as np
 import optax
 import pytest
 
+from helpers import toy_surrogate
 from lorex import lopt, meta
 from lorex.baselines import baseline
 from lorex.distill import family as mechanism_family
 from lorex.distill.lens import input_linearized_learned, pinned_learned
-from lorex.distill.surrogate import Surrogate, surrogate_optimizer
+from lorex.distill.surrogate import surrogate_optimizer
 
 
 @functools.lru_cache(maxsize=None)
 def shipped():
     params, config, _ = lopt.load_params("linreg")
     return params, config
-
-
-def toy_surrogate():
-    return Surrogate(betas=np.array([0.9 + 0.2j, 0.5, 0.0]), weights=np.array([0.05 - 0.01j, 0.02, 0.03]),
-                     clip_kind="tanh", clip_threshold=0.5, schedule=np.linspace(0.5, 1.0, 11),
-                     adapt_grid=np.geomspace(1e-2, 10, 7), adapt_ratio=np.geomspace(1.0, 0.05, 7), adapt_rho=0.9,
-                     adapt_bias_correction=True)
 
 
 def pinned():

@@ -9,11 +9,11 @@ import numpy as np
 import optax
 import pytest
 
+from helpers import toy_surrogate
 from lorex import lopt, tasks
 from lorex.analysis import reference
 from lorex.cli import main
 from lorex.distill import (
-    Surrogate,
     build_surrogate,
     distill,
     distill_figure,
@@ -84,15 +84,8 @@ def test_surrogate_of_adaptive_references(name, hp, ref, h_lin, tol):
     assert _compare(surrogate_optimizer(sur), ref) < tol
 
 
-def _toy_surrogate():
-    return Surrogate(betas=np.array([0.9 + 0.2j, 0.5, 0.0]), weights=np.array([0.05 - 0.01j, 0.02, 0.03]),
-                     clip_kind="tanh", clip_threshold=0.5, schedule=np.linspace(0.5, 1.0, 11),
-                     adapt_grid=np.geomspace(1e-2, 10, 7), adapt_ratio=np.geomspace(1.0, 0.05, 7), adapt_rho=0.9,
-                     adapt_bias_correction=True)
-
-
 def test_surrogate_is_a_valid_optax_transformation():
-    s = _toy_surrogate()
+    s = toy_surrogate()
     tx = surrogate_optimizer(s)
     state = tx.init(PARAMS)
     g = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
@@ -120,7 +113,7 @@ def test_surrogate_is_a_valid_optax_transformation():
 
 
 def test_ablations_keep_alpha_eff():
-    s = _toy_surrogate()
+    s = toy_surrogate()
     for mech in ("momentum", "clipping", "schedule", "adaptation"):
         a = s.ablate(mech)
         assert a.alpha_eff == pytest.approx(s.alpha_eff)

@@ -23,19 +23,23 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_tutorial_runs(tmp_path, capsys):
-    text = TUTORIAL.read_text()
-    blocks = python_blocks(text)
-    assert len(blocks) >= 8
-    code = "\n".join(blocks)
-    assert code.count(LOAD) == 1, "the tutorial must load its optimizer exactly once, as the test expects"
-    opt = tiny_optimizer(tmp_path / "opt")
-    code = code.replace(LOAD, f"lopt.load_params({str(opt)!r})")
+def run_page(page: Path, replace: tuple[str, str]) -> dict:
+    """Execute the page's python blocks in one namespace, with the one string ``replace[0]`` (which must occur exactly
+    once) replaced by ``replace[1]``; returns the namespace."""
+    code = "\n".join(python_blocks(page.read_text()))
+    assert code.count(replace[0]) == 1, f"{page.name} must contain {replace[0]} exactly once, as the test expects"
     ns: dict = {}
     try:
-        exec(compile(code, str(TUTORIAL), "exec"), ns)
-    except Exception as e:  # pragma: no cover - the message points at the tutorial
-        pytest.fail(f"docs/tutorial.md no longer runs: {type(e).__name__}: {e}")
+        exec(compile(code.replace(*replace), str(page), "exec"), ns)
+    except Exception as e:  # pragma: no cover - the message points at the page
+        pytest.fail(f"docs/{page.name} no longer runs: {type(e).__name__}: {e}")
+    return ns
+
+
+def test_tutorial_runs(tmp_path, capsys):
+    assert len(python_blocks(TUTORIAL.read_text())) >= 8
+    opt = tiny_optimizer(tmp_path / "opt")
+    ns = run_page(TUTORIAL, (LOAD, f"lopt.load_params({str(opt)!r})"))
     out = capsys.readouterr().out
     assert "seeds converged" in out and "log-log slope" in out
     assert sum(line.startswith(("momentum: ", "clipping: ", "schedule: ", "adaptation: ")) for line in out.splitlines()) == 4
@@ -44,15 +48,7 @@ def test_tutorial_runs(tmp_path, capsys):
 
 def test_own_model_page_runs(tmp_path, capsys):
     pytest.importorskip("equinox")
-    code = "\n".join(python_blocks(OWN_MODEL.read_text()))
-    figure = 'Path("own_model_loss.png")'
-    assert code.count(figure) == 1, "the page must name its figure exactly once, as the test expects"
-    code = code.replace(figure, f"Path({str(tmp_path / 'loss.png')!r})")
-    ns: dict = {}
-    try:
-        exec(compile(code, str(OWN_MODEL), "exec"), ns)
-    except Exception as e:  # pragma: no cover - the message points at the page
-        pytest.fail(f"docs/own_model.md no longer runs: {type(e).__name__}: {e}")
+    ns = run_page(OWN_MODEL, ('Path("own_model_loss.png")', f"Path({str(tmp_path / 'loss.png')!r})"))
     out = capsys.readouterr().out
     assert sum("final loss" in line for line in out.splitlines()) == 2
     assert len(ns["curves"]) == 2

@@ -264,6 +264,16 @@ def resolve_optimizer_dir(name_or_dir: str | Path, *, seed: int | None = None, p
     return members[seed]
 
 
+def portable_name(directory: str | Path) -> str:
+    """How reports name an optimizer's folder: a shipped one by its place in the package ("shipped optimizer
+    linreg/seed-3"), never by where this machine installed it; any other by the path the user gave."""
+    d = Path(directory)
+    try:
+        return f"shipped optimizer {d.resolve().relative_to(PRETRAINED_DIR.resolve())}"
+    except ValueError:
+        return str(directory)
+
+
 def load_params(name_or_dir: str | Path, *, seed: int | None = None,
                 preset: str | None = None) -> tuple[Params, LOptConfig, dict]:
     """(params, config, metadata) of a shipped optimizer or of a run folder (``seed``/``preset``: see

@@ -51,7 +51,7 @@ def population(task: str, family, dirs: dict[int, Path], bench: dict, reference_
                                           options=options)
     walls["mechanisms"] = time.perf_counter() - t0
     agreements = M.agreement({s: an.findings for s, an in analyses.items()})
-    members = [{"seed": s, "reference": s == reference_seed, "source": _source(dirs[s]),
+    members = [{"seed": s, "reference": s == reference_seed, "source": lopt.portable_name(dirs[s]),
                 "meta_steps": metas[s].get("meta_steps"), "best_step": metas[s].get("best_step"),
                 "best_validation": metas[s].get("best_validation"), "wall_seconds_training": metas[s].get("wall_seconds"),
                 "benchmark": _member_json(pb["members"][str(s)]), "findings": findings(analyses[s])}
@@ -77,17 +77,8 @@ def paper_optimizer(task: str, family, bench: dict, reference: M.Analysis, *, se
     pb = benchmark_population({0: p}, config, family, bench)
     _, an, _ = mechanisms_of(lopt.recurrent_map(p, config), family, task=task, seed=seed, options=options)
     same = {f.mechanism: f.verdict == g.verdict for f, g in zip(an.findings, reference.findings)}
-    return {"source": _source(d), "lopt_config": dataclasses.asdict(config), "meta_config": md.get("config"),
+    return {"source": lopt.portable_name(d), "lopt_config": dataclasses.asdict(config), "meta_config": md.get("config"),
             "meta_steps": md.get("meta_steps"), "best_step": md.get("best_step"),
             "wall_seconds_training": md.get("wall_seconds"), "benchmark": _member_json(pb["members"]["0"]),
             "findings": findings(an), "same_verdict_as_reference": same,
             "wall_seconds": time.perf_counter() - t0}
-
-
-def _source(d: Path) -> str:
-    # a shipped optimizer is named by its place in the package, never by where this machine installed it
-    d = Path(d)
-    try:
-        return "shipped: " + str(d.relative_to(lopt.PRETRAINED_DIR))
-    except ValueError:
-        return str(d)

@@ -100,9 +100,7 @@ def _resolve_optimizers(task, out: Path, retrain: bool, seed: int, optimizers: d
 
 
 def _info(source, path, cfg, md) -> dict:
-    # a shipped optimizer is named by its name, never by where this machine installed it
-    where = f"shipped optimizer {path.relative_to(lopt.PRETRAINED_DIR)}" if source == "shipped" else str(path)
-    return {"source": source, "path": where, "lopt_config": dataclasses.asdict(cfg),
+    return {"source": source, "path": lopt.portable_name(path), "lopt_config": dataclasses.asdict(cfg),
             "meta_steps": md.get("meta_steps"), "best_step": md.get("best_step"),
             "best_validation": md.get("best_validation"), "meta_config": md.get("config"),
             "trained_with": md.get("versions")}
