@@ -51,7 +51,11 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
 
 
 def _stats(tx, family, keys, steps) -> dict:
-    curves, metrics = evaluate_with_metrics(tx, family, keys, steps)
+    return _summary(*evaluate_with_metrics(tx, family, keys, steps))
+
+
+def _summary(curves, metrics: dict) -> dict:
+    """:func:`summarize` of the loss curves, plus ``metrics`` ({name: {mean, se}}) where the family has any."""
     stats = summarize(curves)
     if metrics:
         stats["metrics"] = summarize_metrics(metrics)
@@ -72,9 +76,7 @@ def benchmark_population(members: dict, config, family, benchmark: dict) -> dict
     base = {n: r for n, r in benchmark["optimizers"].items() if r["kind"] == "baseline"}
     out = {}
     for i, seed in enumerate(members):
-        stats = summarize(curves[i])
-        if metrics:
-            stats["metrics"] = summarize_metrics({k: v[i] for k, v in metrics.items()})
+        stats = _summary(curves[i], {k: v[i] for k, v in metrics.items()})
         cmp = compare({**base, "member": {"kind": "learned", **stats}}).get("member", {})
         out[str(seed)] = {**stats, "comparison": cmp}
     wins = {m: sum(bool(r["comparison"].get(m, {}).get("beats_by_2se")) for r in out.values())
