@@ -207,6 +207,11 @@ CASES = [
     ("train-no-out", T, "train"),
     ("reproduce-unknown-task", ["reproduce", "--tasks", "nope", "--out", "OUT"], "--tasks"),
     ("reproduce-module-task", ["reproduce", "--tasks", "os:path", "--out", "OUT"], "--tasks"),
+    ("reproduce-set-no-task", ["reproduce", "--set", "channels=[2]", "--out", "OUT"], "TASK.FIELD=VALUE"),
+    ("reproduce-set-other-task", ["reproduce", "--tasks", "linreg", "--set", "digits.batch=4", "--out", "OUT"],
+     "not among the tasks run"),
+    ("reproduce-set-bad-field", ["reproduce", "--tasks", "digits", "--set", "digits.bogus=4", "--out", "OUT"],
+     "digits.bogus"),
     ("steps-zero", B[:3] + ["--steps", "0"], "steps"),
     ("test-seeds-negative", B[:3] + ["--test-seeds", "-3"], "test-seeds"),
 ]

@@ -114,3 +114,30 @@ def test_retrain_trains_then_reuses(tmp_path):
     assert [m["seed"] for m in res["tasks"]["linreg"]["population"]["members"]] == [0, 1]
     with pytest.raises(LorexError, match="another configuration"):
         reproduce(tmp_path / "run", **{**kw, "train_overrides": dict(steps=6, hidden=8, batch=4)})
+
+
+def test_reproduce_tiny_digits_covers_the_fourth_task(tmp_path):
+    """The shipped digits optimizer through every stage on a tiny CNN: figures, findings, held-out accuracy."""
+    out = reproduce(tmp_path / "run", tasks=["digits"], seed=0, test_seeds=4, tuning_seeds=2, members=1,
+                    progress=False, steps=12, analysis_options=TINY, baselines=("momentum", "adam"),
+                    task_overrides={"digits": {"channels": (2,), "batch": 4}})
+    for stem in FIGURES:
+        assert (out / "figures" / f"digits_{stem}.png").stat().st_size > 1000, stem
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["tasks"]) == {"digits"} and res["arguments"]["task_overrides"] == {"digits": {"channels": [2],
+                                                                                                 "batch": 4}}
+    t = res["tasks"]["digits"]
+    assert TASK_KEYS <= set(t)
+    assert [f["mechanism"] for f in res["findings"]] == list(analyze.MECHANISMS)
+    rows = t["benchmark"]["optimizers"]
+    assert set(rows) == {"learned", "adam", "momentum"}
+    for name, row in rows.items():  # the task's own metric, held-out accuracy, for every optimizer
+        assert 0.0 <= row["metrics"]["accuracy"]["mean"] <= 1.0, name
+    assert "accuracy" in (out / "report.html").read_text()
+
+
+def test_reproduce_task_overrides_errors(tmp_path):
+    with pytest.raises(LorexError, match="task_overrides.*'digits'.*not among"):
+        reproduce(tmp_path / "run", tasks=["linreg"], task_overrides={"digits": {"batch": 4}}, progress=False)
+    with pytest.raises(LorexError, match=r"digits\.bogus"):
+        reproduce(tmp_path / "run", tasks=["digits"], task_overrides={"digits": {"bogus": 4}}, progress=False)

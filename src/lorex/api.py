@@ -110,22 +110,29 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
 
 def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = False, seed: int = 0,
               test_seeds: int = 128, tuning_seeds: int | None = None, members: int = 5,
-              progress: bool = True) -> Path:
+              task_overrides: dict | None = None, progress: bool = True) -> Path:
     """The paper's figures and numbers for each task into ``out`` (``lorex reproduce``); returns ``out``, whose
     ``report.html`` is the report. ``tasks`` default linreg, rosenbrock, two_moons; ``retrain`` meta-trains each
-    task's ``members`` optimizers first instead of using the shipped ones."""
+    task's ``members`` optimizers first instead of using the shipped ones; ``task_overrides`` {task: {field: value}}
+    changes a task's configuration (``--set TASK.FIELD=VALUE``)."""
     from lorex import tasks as tasks_mod
     from lorex.baselines import DEFAULT_OPTIMIZERS
+    from lorex.report.reproduce import DEFAULT_TASKS
     from lorex.report.reproduce import reproduce as run_reproduction
 
     for t in tasks or ():
         if t not in tasks_mod.names():
             raise LorexError("--tasks", f"unknown task {t!r}", tasks_mod.names())
-    for t in tasks or ("linreg", "rosenbrock", "two_moons"):
-        check_sizes(tasks_mod.make(t), DEFAULT_OPTIMIZERS, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
-                    learned_hidden=[256])
+    run = list(tasks or DEFAULT_TASKS)
+    for t in task_overrides or {}:
+        if t not in run:
+            raise LorexError("--set", f"names task {t!r}, which is not among the tasks run", run)
+    for t in run:
+        check_sizes(_family(t, (task_overrides or {}).get(t)), DEFAULT_OPTIMIZERS, tuning_seeds=tuning_seeds,
+                    test_seeds=test_seeds, learned_hidden=[256])
     return run_reproduction(out, tasks=tasks, retrain=retrain, seed=seed, test_seeds=test_seeds,
-                            tuning_seeds=tuning_seeds, members=members, progress=progress)
+                            tuning_seeds=tuning_seeds, members=members, task_overrides=task_overrides,
+                            progress=progress)
 
 
 def distill_optimizer(optimizer: str | Path, *, task: str | None = None, task_overrides: dict | None = None,

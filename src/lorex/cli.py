@@ -90,7 +90,7 @@ def _check_out(path):
 
 def _task_args(p, required=True):
     p.add_argument("--task", required=required,
-                   help="linreg | rosenbrock | two_moons | module:attribute (a user's task family)")
+                   help="linreg | rosenbrock | two_moons | digits | module:attribute (a user's task family)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a task config field")
     p.add_argument("--seed", type=_seed, default=0, help="root seed (default 0)")
 
@@ -168,8 +168,14 @@ def cmd_reproduce(args) -> int:
     from lorex.api import reproduce
 
     _check_out(args.out)
+    per_task: dict[str, dict] = {}
+    for key, value in _overrides(args.set).items():
+        task, dot, field = key.partition(".")
+        if not dot or not task or not field:
+            raise LorexError("--set", f"malformed {key!r}", "TASK.FIELD=VALUE, e.g. --set digits.channels=[4]")
+        per_task.setdefault(task, {})[field] = value
     out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed, test_seeds=args.test_seeds,
-                    tuning_seeds=args.tuning_seeds, members=args.members)
+                    tuning_seeds=args.tuning_seeds, members=args.members, task_overrides=per_task or None)
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -230,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")
-    r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons")
+    r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons; digits runs when named")
     r.add_argument("--retrain", action="store_true", help="meta-train each optimizer from scratch first")
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)
@@ -238,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--members", type=_positive_int("members"), default=5,
                    help="optimizers per task: the reference and the other members of its population (default 5; "
                         "1 = the reference alone)")
+    r.add_argument("--set", action="append", metavar="TASK.FIELD=VALUE",
+                   help="override a task's config field, e.g. --set digits.channels=[4] (repeatable)")
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
     r.set_defaults(func=cmd_reproduce)
 

@@ -90,15 +90,20 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _benchmark_table(b: dict) -> str:
+    """One row per optimizer; a task's own metrics of the final parameters (e.g. held-out accuracy) as columns."""
+    metric_names = list(dict.fromkeys(m for r in b["optimizers"].values() for m in r.get("metrics", {})))
     rows = []
     for name, r in b["optimizers"].items():
         hp = ", ".join(f"{k} = {v:.4g}" for k, v in r["hyperparameters"].items()) or "(learned)"
         fl, ml = r["final_loss"], r["mean_log_loss"]
+        extra = [f"{_num(v['mean'], '.4f')} ± {_num(v['se'], '.4f')}" if v else "—"
+                 for v in (r.get("metrics", {}).get(m) for m in metric_names)]
         rows.append((f"<b>{_e(name)}</b>" if r["kind"] == "learned" else _e(name), _e(hp),
                      f"{_num(fl['mean'], '.3e')} ± {_num(fl['se'], '.1e')}", _num(fl.get("median"), ".3e"),
-                     f"{_num(ml['mean'], '.3f')} ± {_num(ml['se'], '.3f')}", _num(r["diverged"])))
-    return _table(("optimizer", "tuned hyperparameters", "final loss (mean ± s.e.)", "final loss (median)",
-                   "mean log loss (mean ± s.e.)", "diverged"), rows, num_cols=(2, 3, 4, 5))
+                     f"{_num(ml['mean'], '.3f')} ± {_num(ml['se'], '.3f')}", _num(r["diverged"]), *extra))
+    heads = ("optimizer", "tuned hyperparameters", "final loss (mean ± s.e.)", "final loss (median)",
+             "mean log loss (mean ± s.e.)", "diverged", *(f"{m.replace('_', ' ')} (mean ± s.e.)" for m in metric_names))
+    return _table(heads, rows, num_cols=tuple(range(2, len(heads))))
 
 
 def _comparison(perf: dict) -> str:

@@ -81,14 +81,15 @@ def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds
 
 
 def _resolve_optimizers(task, out: Path, retrain: bool, seed: int, optimizers: dict | None, members: int,
-                        train_overrides: dict | None, progress: bool) -> tuple[dict[int, Path], int, str]:
+                        train_overrides: dict | None, task_overrides: dict | None,
+                        progress: bool) -> tuple[dict[int, Path], int, str]:
     """The optimizers analysed on ``task``: ({meta-training seed: folder} of at most ``members`` members, the
     reference member's seed, the source). The reference is the given/shipped optimizer itself, or the lowest seed."""
     if optimizers and task in optimizers:
         dirs, source = lopt.member_dirs(optimizers[task]), "given"
     elif retrain:
         d = out / "optimizers" / task
-        mcfg = meta.default_config(task, seed=seed, **(train_overrides or {}))
+        mcfg = meta.make_config(task, seed=seed, task_overrides=task_overrides, **(train_overrides or {}))
         seeds_ = [seed + i for i in range(members)]
         _say(progress, f"{task}: meta-training {len(seeds_)} optimizer(s) ({mcfg.steps} steps each, seeds "
                        f"{', '.join(map(str, seeds_))}) into {d} (finished ones are kept, interrupted ones resumed)")
@@ -109,7 +110,7 @@ def _info(source, path, cfg, md) -> dict:
 def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds: int = 128,
               tuning_seeds: int | None = None, members: int = 5, *, progress: bool = True, analysis_options=None,
               optimizers: dict | None = None, steps: int | None = None, baselines=DEFAULT_OPTIMIZERS,
-              train_overrides: dict | None = None) -> Path:
+              train_overrides: dict | None = None, task_overrides: dict | None = None) -> Path:
     """Run the whole reproduction into the folder ``out`` and return it (``out/report.html`` is the report).
 
     ``tasks``: names (default linreg, rosenbrock, two_moons).  Without ``retrain`` each task's shipped optimizers
@@ -121,7 +122,8 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
     ``tuning_seeds`` None = the per-task default.  Keyword options for small runs and tests: ``optimizers``
     {task: shipped name or run folder} overrides the optimizer of a task, ``steps`` the horizon,
     ``analysis_options`` a dict of :class:`lorex.report.analyze.AnalysisOptions` fields, ``baselines`` the tuned
-    baselines (Momentum, RMSProp and Adam are the ones drawn in Figure 1).
+    baselines (Momentum, RMSProp and Adam are the ones drawn in Figure 1), ``task_overrides`` {task: {config field:
+    value}} a task's configuration (e.g. a smaller network; used for benchmarking, analysis and ``retrain``).
     """
     t_start = time.perf_counter()
     explicit_tasks = tasks is not None
@@ -130,7 +132,12 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
     opts = AnalysisOptions.make(analysis_options)
     if steps is not None and opts.steps is None:
         opts = dataclasses.replace(opts, steps=steps)
-    families = {t: tasks_mod.make(t) for t in tasks}  # unknown names fail here, before any work
+    task_overrides = dict(task_overrides or {})
+    for t in task_overrides:
+        if t not in tasks:
+            raise LorexError("task_overrides", f"names task {t!r}, which is not among the tasks run", tasks)
+    # unknown names and fields fail here, before any work
+    families = {t: tasks_mod.make(t, **task_overrides.get(t, {})) for t in tasks}
     if not retrain:
         shipped = lopt.pretrained_names()
         for t in tasks:
@@ -139,7 +146,8 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                                  f"tasks with one: {', '.join(shipped) or 'none installed'}; or add --retrain to "
                                  "meta-train it first")
     api_extras = {k: v for k, v in (("analysis_options", analysis_options), ("optimizers", optimizers),
-                                    ("steps", steps), ("train_overrides", train_overrides)) if v is not None}
+                                    ("steps", steps), ("train_overrides", train_overrides),
+                                    ("task_overrides", task_overrides or None)) if v is not None}
     if tuple(baselines) != tuple(DEFAULT_OPTIMIZERS):
         api_extras["baselines"] = list(baselines)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
@@ -153,7 +161,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                              "test_seeds": test_seeds, "tuning_seeds": tuning_seeds, "members": members,
                              "steps": steps,
                              "baselines": list(baselines), "optimizers": optimizers,
-                             "train_overrides": train_overrides,
+                             "train_overrides": train_overrides, "task_overrides": task_overrides,
                              "analysis_options": dataclasses.asdict(opts)},
                "seed": seed, "seeds": {"streams": dict(seeds.STREAMS), "tuning": {}, "test": {}, "analysis": {}},
                "versions": io.versions(), "rules": dict(RULES),
@@ -174,7 +182,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         t0 = time.perf_counter()
         _say(progress, f"{head}: optimizer")
         dirs, ref_seed, source = _resolve_optimizers(task, out, retrain, seed, optimizers, members,
-                                                     train_overrides, progress)
+                                                     train_overrides, task_overrides.get(task), progress)
         params, cfg, md = lopt.load_params(dirs[ref_seed])
         info = _info(source, dirs[ref_seed], cfg, md)
         walls["optimizer"] = time.perf_counter() - t0
