@@ -67,9 +67,10 @@ def test_cli_benchmark_and_distill_call_the_api(monkeypatch, capsys):
 
     bench = record_call(monkeypatch, "benchmark_optimizer", {})
     monkeypatch.setattr(lorex.benchmark, "format_table", lambda r: "TABLE")
-    assert main(["benchmark", "--task", "linreg", "--test-seeds", "4", "--no-learned"]) == 0
+    assert main(["benchmark", "--task", "linreg", "--test-seeds", "4", "--no-learned", "--search", "grid"]) == 0
     (args, kwargs), = bench
     assert args == ("linreg",) and kwargs["test_seeds"] == 4 and kwargs["learned"] is False
+    assert kwargs["search"] == "grid"
     dist = record_call(monkeypatch, "distill_optimizer", {"wall_seconds": {"total": 1.0}})
     monkeypatch.setattr(lorex.distill, "format_table", lambda r: "TABLE")
     assert main(["distill", "--optimizer", "linreg", "--seed", "3"]) == 0

@@ -60,3 +60,32 @@ def test_unknown_optimizer():
     with pytest.raises(LorexError, match="adam"):
         default_grid("lbfgs", "linreg")
     assert set(OPTIMIZERS) == {"sgd", "momentum", "rmsprop", "adam"}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_halving_selects_the_grids_hyperparameters(name):
+    family, keys = Parabola(), seeds.keys(0, "tuning", 16)  # rounds on 1, 4 and 16 seeds
+    g = tune(name, family, keys, steps=40, search="grid")
+    h = tune(name, family, keys, steps=40)  # the default search
+    assert h.search == "halving" and g.search == "grid"
+    assert h.hyperparameters == g.hyperparameters and not g.diverged
+    assert h.objective == pytest.approx(g.objective, rel=1e-6)  # the selected point ran on every tuning seed
+    assert g.runs == g.scores.size * 16 and h.runs < g.runs / 3
+    survivors = ~np.isnan(h.scores)  # points that ran on every seed; the others were dropped on fewer seeds
+    assert survivors.sum() < h.scores.size or h.scores.size <= 3
+    np.testing.assert_allclose(h.scores[survivors], g.scores[survivors], rtol=1e-6)
+
+
+def test_halving_where_every_point_diverges_reports_as_the_grid():
+    grid, keys = Grid((10.0, 100.0), (0.0,)), seeds.keys(0, "tuning", 8)  # |1 - lr·c| > 1 on every curvature c
+    with pytest.warns(UserWarning, match="DIVERGED"):
+        g = tune("sgd", Parabola(), keys, steps=20, grid=grid, search="grid")
+    with pytest.warns(UserWarning, match="DIVERGED"):
+        h = tune("sgd", Parabola(), keys, steps=20, grid=grid)
+    assert h.diverged and g.diverged and h.learning_rate == g.learning_rate and h.warnings == g.warnings
+    assert h.runs > g.runs  # the halving rounds, then the full grid for the least-diverged point
+
+
+def test_unknown_search():
+    with pytest.raises(LorexError, match="halving"):
+        tune("sgd", Parabola(), seeds.keys(0, "tuning", 2), steps=5, search="random")

@@ -214,6 +214,20 @@ CASES = [
      "digits.bogus"),
     ("steps-zero", B[:3] + ["--steps", "0"], "steps"),
     ("test-seeds-negative", B[:3] + ["--test-seeds", "-3"], "test-seeds"),
+    ("search-bogus", B + ["--search", "random"], "--search"),
+    # explicit multi-process settings (checked before jax.distributed.initialize is called)
+    ("coordinator-alone", T + ["--out", "OUT", "--distributed", "--coordinator", "127.0.0.1:1234"],
+     "--num-processes"),
+    ("coordinator-no-port", T + ["--out", "OUT", "--distributed", "--coordinator", "localhost", "--num-processes",
+                                 "2", "--process-id", "0"], "--coordinator"),
+    ("coordinator-port-range", T + ["--out", "OUT", "--distributed", "--coordinator", "127.0.0.1:70000",
+                                    "--num-processes", "2", "--process-id", "0"], "--coordinator"),
+    ("coordinator-without-distributed", T + ["--out", "OUT", "--coordinator", "127.0.0.1:1234", "--num-processes",
+                                             "2", "--process-id", "0"], "--coordinator"),
+    ("process-id-too-large", T + ["--out", "OUT", "--distributed", "--coordinator", "127.0.0.1:1234",
+                                  "--num-processes", "2", "--process-id", "2"], "--process-id"),
+    ("process-id-negative", T + ["--out", "OUT", "--distributed", "--process-id", "-1"], "process-id"),
+    ("num-processes-zero", T + ["--out", "OUT", "--distributed", "--num-processes", "0"], "num-processes"),
 ]
 
 

@@ -61,6 +61,22 @@ def test_few_meta_steps_lower_meta_loss():
     assert step.compilations() == 1  # the first call's single-device state does not force a second compilation
 
 
+def test_meta_step_compiles_once(caplog):
+    """The state from init_state (on one device) and the state a step returns (replicated over the mesh) must meet
+    the same compiled step: over three meta-steps JAX lowers and compiles ``meta_step`` exactly once."""
+    cfg = meta.MetaConfig(**{**TINY, "hidden": 5, "unroll": 5})  # a config no other test compiles in this process
+    st = meta.init_state(cfg)
+    step = meta.make_meta_step(cfg, cfg.family())
+    params, opt_state = st.params, st.opt_state
+    with jax.log_compiles(True), caplog.at_level("WARNING", logger="jax"):
+        for i in range(3):
+            params, opt_state, loss = step(params, opt_state, meta.step_keys(cfg, i))
+        jax.block_until_ready(loss)
+    compiles = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(meta_step)")]
+    assert len(compiles) == 1, compiles
+    assert step.compilations() == 1
+
+
 class NaNFamily:
     """linreg whose first sampled problem (odd key bit) has a NaN loss."""
 

@@ -77,13 +77,15 @@ def train(task: str | None = None, out: str | Path | None = None, *, seed: int =
 
 def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learned: bool = True, members: int = 5,
                         baselines=None, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
-                        steps: int | None = None, task_overrides: dict | None = None, progress: bool = True) -> dict:
+                        steps: int | None = None, task_overrides: dict | None = None, progress: bool = True,
+                        search: str = "halving") -> dict:
     """Tuned baselines and a learned optimizer on the test seeds of a task (``lorex benchmark``); a JSON-ready dict.
 
     ``optimizer``: a shipped name or run folder (default: the task's shipped one, unless ``learned=False``); up to
     ``members`` members of its population are evaluated too. ``baselines``: names from
     :data:`lorex.baselines.OPTIMIZERS` (default sgd, momentum, rmsprop, adam). Write the result with
-    :func:`lorex.benchmark.write_benchmark`, print it with :func:`lorex.benchmark.format_table`.
+    :func:`lorex.benchmark.write_benchmark`, print it with :func:`lorex.benchmark.format_table`. ``search``: how
+    the baselines are tuned (:data:`lorex.baselines.SEARCHES`; see :func:`lorex.baselines.tune`).
     """
     import time
 
@@ -92,6 +94,10 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
 
     family = _family(task, task_overrides)
     names = baseline_names(baselines)
+    from lorex.baselines import SEARCHES
+
+    if search not in SEARCHES:
+        raise LorexError("search", f"unknown search {search!r}", SEARCHES)
     transformations, hidden, weights = {}, [], {}
     source = optimizer or (task if learned and task in pretrained_names() else None)
     if source:  # the optimizer and, where it has them, the other members of its population
@@ -101,7 +107,7 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
     check_sizes(family, names, tuning_seeds=tuning_seeds, test_seeds=test_seeds, steps=steps, learned_hidden=hidden)
     t0 = time.perf_counter()
     result = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds, optimizers=names,
-                           learned=transformations, steps=steps, progress=progress)
+                           learned=transformations, steps=steps, progress=progress, search=search)
     if len(weights) > 1:
         result["population"] = benchmark_population(weights, config, family, result)
     result["wall_seconds"] = time.perf_counter() - t0

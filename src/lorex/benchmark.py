@@ -15,8 +15,9 @@ from lorex.evaluate import evaluate_with_metrics, summarize, summarize_metrics
 
 def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
                   optimizers=DEFAULT_OPTIMIZERS, learned: dict | None = None, steps: int | None = None,
-                  progress: bool = True) -> dict:
-    """Tune each baseline, then evaluate it and each learned optimizer (name → optax transformation).
+                  progress: bool = True, search: str = "halving") -> dict:
+    """Tune each baseline (:func:`lorex.baselines.tune` with ``search``), then evaluate it and each learned optimizer
+    (name → optax transformation).
 
     Returns a JSON-ready dict: per optimizer its hyperparameters, warnings and :func:`summarize` statistics, plus
     ``metrics`` ({name: {mean, se}} of the final parameters, e.g. held-out accuracy) for a family that defines
@@ -33,7 +34,7 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
     for name in optimizers:
         bar.set_postfix_str(f"tuning {name}")
         t0 = time.perf_counter()
-        tuned = tune(name, family, tune_keys, steps)
+        tuned = tune(name, family, tune_keys, steps, search=search)
         t_tune = time.perf_counter() - t0
         stats = _stats(tuned.transformation(), family, test_keys, steps)
         rows[name] = {"kind": "baseline", **tuned.to_json(), "tune_seconds": t_tune, **stats}

@@ -101,6 +101,9 @@ def _eval_args(p):
                    help="default 32 (16 for two_moons)")
     p.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
     p.add_argument("--optimizers", nargs="+", default=None, help="baselines: sgd momentum rmsprop adam")
+    p.add_argument("--search", choices=("halving", "grid"), default="halving",
+                   help="tuning search over the grid: halving (successive halving, default; the grid's selection at "
+                        "a fraction of the runs) or grid (every point on every tuning seed)")
 
 
 def cmd_tune(args) -> int:
@@ -113,7 +116,7 @@ def cmd_tune(args) -> int:
     n_tune = check_sizes(family, names, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps)
     keys = seeds.keys(args.seed, "tuning", n_tune)
     for n in names:
-        t = tune(n, family, keys, args.steps)
+        t = tune(n, family, keys, args.steps, search=args.search)
         hp = ", ".join(f"{k}={v:.4g}" for k, v in t.hyperparameters.items())
         result = "DIVERGED at every grid point" if t.diverged else f"tuning objective {t.objective:.4f}"
         print(f"{n:<10} {hp:<36} {result}")
@@ -130,7 +133,7 @@ def cmd_benchmark(args) -> int:
     result = benchmark_optimizer(args.task, optimizer=args.optimizer, learned=not args.no_learned,
                                  members=args.members, baselines=args.optimizers, seed=args.seed,
                                  tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps,
-                                 task_overrides=_overrides(args.set))
+                                 task_overrides=_overrides(args.set), search=args.search)
     print(format_table(result))
     if args.out:
         for p in write_benchmark(result, args.out):
@@ -138,14 +141,53 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def _distributed_args(args) -> dict:
+    """jax.distributed.initialize's arguments from --coordinator/--num-processes/--process-id (all or none)."""
+    given = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    if all(v is None for v in given.values()):
+        return {}
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise LorexError(missing[0], "missing: --coordinator, --num-processes and --process-id go together",
+                         ["all three", "none (the cluster environment gives them)"])
+    if not args.distributed:
+        raise LorexError("--coordinator", "given without --distributed", ["--distributed --coordinator HOST:PORT "
+                         "--num-processes N --process-id I"])
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LorexError("--coordinator", f"got {args.coordinator!r}", "HOST:PORT with a port from 1 to 65535")
+    if args.process_id >= args.num_processes:
+        raise LorexError("--process-id", f"got {args.process_id} with --num-processes {args.num_processes}",
+                         f"an integer from 0 to {args.num_processes - 1}")
+    return {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+            "process_id": args.process_id}
+
+
+def _nonnegative_int(field):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: an integer >= 0)") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
+        return v
+
+    parse.__name__ = field
+    return parse
+
+
 def cmd_train(args) -> int:
     from lorex import meta
     from lorex.api import train
 
+    explicit = _distributed_args(args)
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()  # coordinator, process count and id from the cluster environment
+        # coordinator, process count and id from the flags, or else from the cluster environment (SLURM, MPI, TPU)
+        jax.distributed.initialize(**explicit)
     if args.seeds is not None and args.seed != 0:
         raise LorexError("--seeds", "given with --seed", ["--seed K (one optimizer)", "--seeds K1 K2 ... (a population)"])
     if args.resume:
@@ -207,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lorex", description="Train learned optimizers and reverse-engineer how they work.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("tune", help="grid-search the baselines on tuning seeds")
+    t = sub.add_parser("tune", help="tune the baselines over their grids on tuning seeds")
     _task_args(t)
     _eval_args(t)
     t.set_defaults(func=cmd_tune)
@@ -233,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", type=Path, help="continue the run in this folder (or every member of a population)")
     tr.add_argument("--distributed", action="store_true",
                     help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
+    tr.add_argument("--coordinator", metavar="HOST:PORT",
+                    help="with --distributed: process 0's address (else from the cluster environment)")
+    tr.add_argument("--num-processes", type=_positive_int("num-processes"), metavar="N",
+                    help="with --distributed and --coordinator: how many processes in all")
+    tr.add_argument("--process-id", type=_nonnegative_int("process-id"), metavar="I",
+                    help="with --distributed and --coordinator: this process's index, 0 .. N-1")
     tr.set_defaults(func=cmd_train)
 
     r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")
