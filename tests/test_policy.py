@@ -1,4 +1,5 @@
-"""A task declares its own policy (tuning ranges, tuning seeds, meta-training defaults): built-in and user tasks alike."""
+"""A task declares its own policy (tuning ranges, tuning seeds, meta-training defaults): built-in and user tasks
+alike."""
 
 import dataclasses
 
