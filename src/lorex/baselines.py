@@ -56,7 +56,8 @@ def default_grid(optimizer: str, family=None, per_decade: int = 4) -> Grid:
     policy = policy_of(make(family) if isinstance(family, str) else family)
     unknown = [k for k in policy.second_grids if k not in OPTIMIZERS]
     if unknown:
-        raise LorexError(f"{getattr(family, 'name', family)}.policy.second_grids.{unknown[0]}",
+        name = family if isinstance(family, str) else getattr(family, "name", type(family).__name__)
+        raise LorexError(f"{name}.policy.second_grids.{unknown[0]}",
                          "unknown optimizer", OPTIMIZERS)
     lo, hi = policy.lr_range
     n = int(round((hi - lo) * per_decade)) + 1
