@@ -1,7 +1,8 @@
 """Generalization table: each shipped reference optimizer outside its training distribution against Adam tuned there.
 
     python benchmarks/generalization.py [--tasks linreg rosenbrock two_moons] [--test-seeds 128] [--tuning-seeds N]
-                                        [--only VARIANT ...] [--json out.json]
+                                        [--only VARIANT ...] [--json rows.json]
+    python benchmarks/generalization.py --from-json rows.json     # the table again, from saved rows
 
 Every row is :func:`lorex.benchmark.run_benchmark` on ``lorex.tasks.make(task, **overrides)``: Adam tuned on the
 variant's tuning seeds (the task policy's count unless ``--tuning-seeds``) over its learning-rate × b1 grid, then Adam
@@ -53,6 +54,11 @@ def fmt_pm(s: dict, spec: str = ".3f") -> str:
     return "inf (diverged)" if not math.isfinite(s["mean"]) else f"{s['mean']:{spec}} ± {s['se']:{spec}}"
 
 
+def fmt_final(s: dict) -> str:
+    """Final loss: mean ± s.e. (median), the median showing what a typical run reaches when a few runs dominate."""
+    return f"{fmt_pm(s, '.2g')} ({s['median']:.2g})"
+
+
 def row(task: str, name: str, overrides: dict, *, test_seeds: int, tuning_seeds: int | None) -> dict:
     family = tasks.make(task, **overrides)
     t0 = time.perf_counter()
@@ -69,7 +75,7 @@ def row(task: str, name: str, overrides: dict, *, test_seeds: int, tuning_seeds:
 
 def table(rows: list[dict]) -> str:
     lines = ["| task | variant | learned mean log loss | tuned Adam mean log loss | margin (s.e.) | learned final loss "
-             "| Adam final loss | Adam lr, b1 | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+             "(median) | Adam final loss (median) | Adam lr, b1 | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["comparison"]["mean_log_loss"]["margin_in_se"]
         hp = r["adam"]["hyperparameters"]
@@ -77,7 +83,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['task']} | {r['variant']} | {fmt_pm(r['learned']['mean_log_loss'])} | "
             f"{fmt_pm(r['adam']['mean_log_loss'])} | {'n/a' if m is None else f'{m:+.1f}'} | "
-            f"{fmt_pm(r['learned']['final_loss'], '.3g')} | {fmt_pm(r['adam']['final_loss'], '.3g')} | "
+            f"{fmt_final(r['learned']['final_loss'])} | {fmt_final(r['adam']['final_loss'])} | "
             f"{hp['learning_rate']:.3g}, {hp['b1']:g}{edge} | {r['wall_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -89,7 +95,12 @@ def main(argv=None) -> None:
     ap.add_argument("--tuning-seeds", type=int, default=None, help="default: the task policy's")
     ap.add_argument("--only", nargs="+", default=None, help="variants whose name starts with one of these")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--from-json", default=None, help="only print the table of rows written by --json")
     args = ap.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(table(json.load(f)))
+        return
     rows = []
     for task in args.tasks:
         for name, overrides in VARIANTS[task]:
