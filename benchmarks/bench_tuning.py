@@ -23,7 +23,7 @@ import numpy as np
 
 import lorex
 from lorex import baselines, seeds
-from lorex.baselines import DEFAULT_OPTIMIZERS, DEFAULT_TUNING_SEEDS, TUNING_SEEDS, tune
+from lorex.baselines import DEFAULT_OPTIMIZERS, default_tuning_seeds, tune
 
 
 def timed(f):
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     rows, all_same = [], True
     for task in args.tasks:
         family = lorex.tasks.make(task)
-        keys = seeds.keys(0, "tuning", TUNING_SEEDS.get(task, DEFAULT_TUNING_SEEDS))
+        keys = seeds.keys(0, "tuning", default_tuning_seeds(family))
         tot = np.zeros(4)
         for name in args.optimizers:
             g, tg = timed(lambda: tune(name, family, keys, search="grid"))

@@ -39,6 +39,10 @@ FACTORIES = {
     "meta_optimizer": lambda: meta.meta_optimizer(meta.default_config("linreg")),
     "mechanism_family": lambda: mechanism_family.mechanism_family(
         mechanism_family.init_params(lr=0.05, betas=(0.9, 0.5), tau=1.0, p=0.5), 20),  # every mechanism on
+    # the other code path: bias correction, mechanisms switched off by the mask (Adam as a member, one mode)
+    "mechanism_family_adam": lambda: mechanism_family.mechanism_family(
+        mechanism_family.init_params(lr=0.01, betas=(0.9,), modes=1, rho=0.999, p=0.5), 20, bias_correction=True,
+        mask=mechanism_family.full_mask(clipping=False, schedule=False)),
 }
 NAMES = sorted(FACTORIES)
 

@@ -10,7 +10,6 @@ import optax
 import pytest
 
 import lorex
-from lorex import meta
 from lorex.cli import main
 from lorex.errors import LorexError
 from lorex.evaluate import evaluate_with_metrics, problem_and_params, run
@@ -210,7 +209,8 @@ def test_tiny_train_and_benchmark_with_accuracy(tmp_path, capsys):
                  "--val-batch", "2"])
     assert code == 0
     info = json.loads((run_dir / "optimizer.json").read_text())
-    assert info["meta_steps"] == 3 and info["config"]["input_scale"] == meta.TASK_DEFAULTS["digits"]["input_scale"]
+    assert info["meta_steps"] == 3
+    assert info["config"]["input_scale"] == lorex.tasks.digits.POLICY.meta_defaults["input_scale"]
     assert np.isfinite(info["best_validation"])
     capsys.readouterr()
     code = main(["benchmark", "--task", "digits", "--set", "channels=(2,)", "--set", "batch=4", "--steps", "6",

@@ -16,9 +16,9 @@ def check_sizes(family, optimizers, *, tuning_seeds: int | None, test_seeds: int
                 learned_hidden=()) -> int:
     """Refuse a tuning grid or evaluation that cannot fit in memory; returns the number of tuning seeds used."""
     from lorex import resources
-    from lorex.baselines import DEFAULT_TUNING_SEEDS, TUNING_SEEDS
+    from lorex.baselines import default_tuning_seeds
 
-    n_tune = tuning_seeds or TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+    n_tune = tuning_seeds or default_tuning_seeds(family)
     resources.check_benchmark(family, optimizers=optimizers, tuning_seeds=n_tune, test_seeds=test_seeds,
                               steps=steps or family.steps, learned_hidden=list(learned_hidden))
     return n_tune
@@ -172,8 +172,7 @@ def distill_optimizer(optimizer: str | Path, *, task: str | None = None, task_ov
     if bound:
         from lorex.distill.bound import default_family_config
 
-        name = getattr(family, "name", None)
-        family_config = default_family_config(name, **({} if family_steps is None else {"steps": family_steps}))
+        family_config = default_family_config(family, **({} if family_steps is None else {"steps": family_steps}))
     result = distill((params, config), family, seed=seed, test_seeds=test_seeds, tuning_seeds=tuning_seeds,
                      progress=progress, bound=bound, surrogate=surrogate, family_config=family_config)
     result["optimizer"]["source"] = str(optimizer)

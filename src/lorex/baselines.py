@@ -1,6 +1,7 @@
 """Hand-designed baselines from optax, tuned per task on tuning seeds over a grid of hyperparameters.
 
-Grid: learning rate log-spaced (``per_decade`` points per decade) × the optimizer's second hyperparameter.
+Grid: learning rate log-spaced (``per_decade`` points per decade) × the optimizer's second hyperparameter, over the
+ranges the task declares in its policy (:class:`lorex.tasks.TaskPolicy`; the generic ones for a task without one).
 Objective: the mean over tuning seeds of the per-run mean log loss (:func:`lorex.evaluate.mean_log_loss`), the
 same quantity the learned optimizer is meta-trained on (up to the constant log f₀); a grid point for which any
 tuning run diverges scores +inf. The selection is argmin over the grid of that objective on every tuning seed.
@@ -28,6 +29,7 @@ import optax
 
 from lorex.errors import LorexError
 from lorex.evaluate import mean_log_loss, run
+from lorex.tasks import make, policy_of
 
 # name -> (factory(lr, second), name of the second hyperparameter or None, its default grid, its optax default)
 OPTIMIZERS = {
@@ -38,16 +40,6 @@ OPTIMIZERS = {
     "adam": (lambda lr, b1: optax.adam(lr, b1=b1), "b1", (0.0, 0.5, 0.8, 0.9, 0.95, 0.99), 0.9),
 }
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-# Learning-rate ranges per task (decades); wide enough that the best value lies inside.
-LR_RANGES = {"linreg": (-3.0, 1.5), "rosenbrock": (-5.0, 0.5), "two_moons": (-3.0, 1.0), "digits": (-3.0, 0.5)}
-# Tuning seeds per task: two moons varies little between seeds and costs ~100x more per run; digits costs ~3x
-# more per run again (a CNN on a minibatch each step), so 8 seeds keep `lorex benchmark --task digits` near 3 min.
-TUNING_SEEDS = {"two_moons": 16, "digits": 8}
-DEFAULT_TUNING_SEEDS = 32
-DEFAULT_LR_RANGE = (-5.0, 1.0)
-# Second-hyperparameter grids that differ per task: on digits RMSProp's best decay was the lowest default (0.5), so
-# its grid extends down to 0 (no averaging: the update is lr·g/|g|, signSGD), a natural limit.
-SECOND_GRIDS = {"digits": {"rmsprop": (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)}}
 # Lower edges that are natural limits (0 = "none of it"), not grid artefacts.
 NATURAL_LOWER = {"momentum": 0.0, "adam": 0.0, "rmsprop": 0.0}
 SEARCHES = ("halving", "grid")
@@ -67,15 +59,31 @@ class Grid:
     second: tuple[float, ...]
 
 
-def default_grid(optimizer: str, task_name: str | None, per_decade: int = 4) -> Grid:
+def default_grid(optimizer: str, family=None, per_decade: int = 4) -> Grid:
+    """The tuning grid of ``optimizer`` on a task: its policy's learning-rate range (10^lo..10^hi, ``per_decade``
+    points per decade) × its policy's grid of the second hyperparameter, or the optimizer's default grid.
+
+    ``family``: a task family, a task name (built with :func:`lorex.tasks.make`) or None (the generic policy).
+    """
     if optimizer not in OPTIMIZERS:
         raise LorexError("optimizer", f"unknown optimizer {optimizer!r}", OPTIMIZERS)
-    if per_decade < 4:
+    if isinstance(per_decade, bool) or not isinstance(per_decade, int) or per_decade < 4:
         raise LorexError("per_decade", f"got {per_decade}", "an integer >= 4")
-    lo, hi = LR_RANGES.get(task_name, DEFAULT_LR_RANGE)
+    policy = policy_of(make(family) if isinstance(family, str) else family)
+    unknown = [k for k in policy.second_grids if k not in OPTIMIZERS]
+    if unknown:
+        name = family if isinstance(family, str) else getattr(family, "name", type(family).__name__)
+        raise LorexError(f"{name}.policy.second_grids.{unknown[0]}",
+                         "unknown optimizer", OPTIMIZERS)
+    lo, hi = policy.lr_range
     n = int(round((hi - lo) * per_decade)) + 1
     lrs = tuple(float(x) for x in np.logspace(lo, hi, n))
-    return Grid(lrs, SECOND_GRIDS.get(task_name, {}).get(optimizer, OPTIMIZERS[optimizer][2]))
+    return Grid(lrs, policy.second_grids.get(optimizer, OPTIMIZERS[optimizer][2]))
+
+
+def default_tuning_seeds(family) -> int:
+    """How many tuning seeds the task's policy asks for (32 for a task without a policy)."""
+    return policy_of(family).tuning_seeds
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,7 +201,7 @@ def tune(optimizer: str, family, keys: jax.Array, steps: int | None = None, grid
     if search not in SEARCHES:
         raise LorexError("search", f"unknown search {search!r}", SEARCHES)
     steps = family.steps if steps is None else steps
-    grid = grid or default_grid(optimizer, getattr(family, "name", None))
+    grid = grid or default_grid(optimizer, family)
     runs = 0
     if search == "halving":
         per_run, ran = _halving(optimizer, family, steps, grid, keys)

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lorex import io, seeds
-from lorex.baselines import DEFAULT_OPTIMIZERS, DEFAULT_TUNING_SEEDS, TUNING_SEEDS, tune
+from lorex.baselines import DEFAULT_OPTIMIZERS, default_tuning_seeds, tune
 from lorex.evaluate import evaluate_with_metrics, summarize, summarize_metrics
 
 
@@ -25,7 +25,7 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
     """
     steps = family.steps if steps is None else steps
     if tuning_seeds is None:
-        tuning_seeds = TUNING_SEEDS.get(getattr(family, "name", None), DEFAULT_TUNING_SEEDS)
+        tuning_seeds = default_tuning_seeds(family)
     tune_keys = seeds.keys(seed, "tuning", tuning_seeds)
     test_keys = seeds.keys(seed, "test", test_seeds)
     rows, all_warnings = {}, []

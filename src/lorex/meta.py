@@ -142,27 +142,6 @@ def _hashable(v):
     return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
-# Shipped CPU defaults per task (what `lorex train --task T` uses unless told otherwise).
-TASK_DEFAULTS: dict[str, dict] = {
-    "linreg": {"steps": 15000},
-    # Rosenbrock's gradients reach ~1e3 and its unrolls are chaotic: raw gradients scaled ×0.01 (so the GRU is not
-    # saturated, and a zero gradient stays an input it meets, which the mechanism analysis needs; log/sign features
-    # never meet g = 0), truncated first-order meta-gradients (full second-order BPTT gave meta-gradients of norm
-    # ~1e25 and stalled).
-    "rosenbrock": {"input_scale": 0.01, "truncation": 20, "first_order": True, "steps": 10000},
-    # Two moons: gradients ~1e-2 at the start and ~1e-5 late, so they are scaled up ×100 before the GRU; GRU-16,
-    # 8 problems per step and first-order meta-gradients keep 1000 meta-steps within ~10 minutes on 2 CPU cores.
-    "two_moons": {"hidden": 16, "batch": 8, "first_order": True, "input_scale": 100.0, "steps": 1000,
-                  "val_every": 50, "val_batch": 16, "checkpoint_every": 50},
-    # Digits: minibatch gradients ~0.1 at the start and ~0.03 late (median |g|), so ×10 before the GRU; GRU-16 and 8
-    # problems per step as on two moons, but full second-order meta-gradients and a short run with a fast cosine
-    # decay of the meta learning rate: at a constant-ish 1e-3 the validation objective peaked within ~25-75
-    # meta-steps and then degraded (first-order and second-order alike; truncation to 40 steps only stalled it).
-    "digits": {"hidden": 16, "batch": 8, "input_scale": 10.0, "meta_lr": 1e-3, "steps": 150,
-               "val_every": 25, "val_batch": 16, "checkpoint_every": 25},
-}
-
-
 # Presets on top of a task's defaults. "paper": the paper's optimizer size, GRU-256, and 32 problems per
 # meta-step. Full backpropagation through the unroll where it is stable (linreg, digits); where the task's defaults
 # replace it (Rosenbrock: truncated first-order meta-gradients, since full second-order ones reached norms ~1e25;
@@ -171,11 +150,34 @@ TASK_DEFAULTS: dict[str, dict] = {
 PRESETS: dict[str, dict] = {"paper": {"hidden": 256, "batch": 32}}
 
 
+# MetaConfig fields a task's policy may set (the task itself, its overrides and the seed are the run's choice).
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(MetaConfig) if f.name not in
+                       ("task", "task_overrides", "seed"))
+
+
+def task_defaults(family) -> dict:
+    """The family's meta-training defaults: its policy's ``meta_defaults`` (:class:`lorex.tasks.TaskPolicy`;
+    none for a family without a policy), each a :class:`MetaConfig` field."""
+    defaults = dict(tasks.policy_of(family).meta_defaults)
+    for k in defaults:
+        if k not in _POLICY_FIELDS:
+            name = getattr(family, "name", type(family).__name__)
+            raise LorexError(f"{name}.policy.meta_defaults.{k}", "not a MetaConfig field a task may set",
+                             _POLICY_FIELDS)
+    return defaults
+
+
 def default_config(task: str, *, preset: str | None = None, **overrides) -> MetaConfig:
-    """The task's shipped defaults, then the ``preset`` (None or a :data:`PRESETS` name), then ``overrides``."""
+    """The task's shipped defaults (:func:`task_defaults` of the family ``task`` names), then the ``preset`` (None
+    or a :data:`PRESETS` name), then ``overrides``."""
     if preset is not None:
         check_choice("preset", preset, tuple(PRESETS))
-    return MetaConfig(task=task, **{**TASK_DEFAULTS.get(task, {}), **PRESETS.get(preset, {}), **overrides})
+    defaults = task_defaults(tasks.make(task))
+    try:
+        MetaConfig(task=task, **defaults)
+    except LorexError as e:  # name the policy as the culprit of a bad default
+        raise LorexError(f"{task}.policy.meta_defaults.{e.field}", str(e).split(": ", 1)[1]) from None
+    return MetaConfig(task=task, **{**defaults, **PRESETS.get(preset, {}), **overrides})
 
 
 # ------------------------------------------------------------------------------------------- objective and step

@@ -87,9 +87,8 @@ def check_benchmark(family, *, optimizers, tuning_seeds: int, test_seeds: int, s
     """Refuse a tuning grid or an evaluation that cannot fit in memory (``grid_size(name)`` -> grid points)."""
     from lorex.baselines import default_grid
 
-    name = getattr(family, "name", None)
     for opt in optimizers:
-        g = grid_size(opt) if grid_size else _grid_points(default_grid(opt, name))
+        g = grid_size(opt) if grid_size else _grid_points(default_grid(opt, family))
         need = evaluation_bytes(family, g * tuning_seeds, steps, STATE_FLOATS.get(opt, 5))
         check("tuning-seeds", need, f"fewer --tuning-seeds (the {opt} grid runs {g} points x {tuning_seeds} seeds "
               "at once), a smaller task (--set) or fewer --steps")

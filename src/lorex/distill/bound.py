@@ -68,20 +68,22 @@ class FamilyConfig:
             raise LorexError("modes", f"got {self.modes!r}", f"1..{F.MAX_MODES}")
 
 
-# Per task: meta-steps (and, on two moons, one seed per leave-one-out variant) that keep the whole ladder's
-# meta-training (the bound on 3 seeds + 4 leave-one-out variants) within ~2 minutes on 2 CPU cores. A two-moons
-# meta-step costs ~40x a linreg one (an MLP on 256 points per unroll step).
-FAMILY_DEFAULTS: dict[str, dict] = {
-    # 128 validation problems: the selection among members must resolve differences well below the spread of
-    # linreg's and Rosenbrock's per-problem mean log loss (32 problems chose a member 1.2 nats worse on test)
-    "linreg": {"steps": 300, "val_batch": 128},
-    "rosenbrock": {"steps": 300, "val_batch": 128},
-    "two_moons": {"steps": 40, "loo_seeds": (0,), "val_batch": 16},
-}
+def default_family_config(family, **overrides) -> FamilyConfig:
+    """The family's mechanism-family defaults (its policy's ``family_defaults``, :class:`lorex.tasks.TaskPolicy`;
+    none for a family without a policy), then ``overrides``."""
+    from lorex import tasks
 
-
-def default_family_config(task: str | None, **overrides) -> FamilyConfig:
-    return FamilyConfig(**{**FAMILY_DEFAULTS.get(task, {}), **overrides})
+    defaults = dict(tasks.policy_of(family).family_defaults)
+    name = getattr(family, "name", type(family).__name__)
+    fields = [f.name for f in dataclasses.fields(FamilyConfig)]
+    for k in defaults:
+        if k not in fields:
+            raise LorexError(f"{name}.policy.family_defaults.{k}", "not a FamilyConfig field", fields)
+    try:
+        FamilyConfig(**defaults)
+    except LorexError as e:  # name the policy as the culprit of a bad default
+        raise LorexError(f"{name}.policy.family_defaults.{e.field}", str(e).split(": ", 1)[1]) from None
+    return FamilyConfig(**{**defaults, **overrides})
 
 
 # ------------------------------------------------------------------------------------------------ starts
@@ -371,9 +373,9 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
 
     ``learned_tx``: the learned optimizer's transformation. ``task_config``: the meta-training config whose task,
     horizon, objective, truncation, first-order setting and batch the family is trained with (default: the task's
-    shipped :func:`lorex.meta.default_config`). ``config``: :class:`FamilyConfig` (default: the task's
-    :data:`FAMILY_DEFAULTS`). ``trained``: a :func:`load_family` record (e.g. :func:`shipped_family`): its members
-    are evaluated, nothing is meta-trained.
+    meta-training defaults, :func:`lorex.meta.task_defaults`). ``config``: :class:`FamilyConfig` (default:
+    :func:`default_family_config` of the family). ``trained``: a :func:`load_family` record (e.g.
+    :func:`shipped_family`): its members are evaluated, nothing is meta-trained.
     """
     if trained is not None:
         out = _evaluate_ladder(family, benchmark, learned_tx, trained, seed=seed, n_boot=n_boot,
@@ -382,16 +384,16 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
                 **{k: trained.get(k) for k in ("family_config", "meta_objective", "meta_training_seconds")}}
     t0 = time.perf_counter()
     task = getattr(family, "name", type(family).__name__)
-    if task_config is None:
-        from lorex import tasks
-
-        # a user's family (module:attribute) gets the generic defaults; its horizon is set from the benchmark below
-        task_config = meta.default_config(task if task in tasks.names() else "linreg")
     T = int(benchmark["steps"])
-    task_config = dataclasses.replace(task_config, unroll=T)
-    if task_config.truncation is not None and T % task_config.truncation:
-        task_config = dataclasses.replace(task_config, truncation=None)
-    config = config or default_family_config(task)
+    if task_config is None:  # the family's meta-training defaults (its policy's), on the benchmark's horizon
+        defaults = meta.task_defaults(family)
+        if defaults.get("truncation") and T % defaults["truncation"]:
+            defaults["truncation"] = None
+        task_config = meta.MetaConfig(task=str(task), **{**defaults, "unroll": T})
+    task_config = dataclasses.replace(task_config, unroll=T,
+                                      truncation=None if task_config.truncation and T % task_config.truncation
+                                      else task_config.truncation)
+    config = config or default_family_config(family)
     walls = {}
     say = progress or (lambda m: None)
 

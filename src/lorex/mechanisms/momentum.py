@@ -5,9 +5,10 @@ response to a unit gradient is r_k = −wᵀJᵏB (k = 0, 1, …); a heavy ball 
 ball matches the first step and the total response:  α = r_0 = −wᵀB = Σ_i α_i,  β_eff = 1 − r_0/R with
 R = Σ_k r_k = −wᵀ(I − J)⁻¹B  (exact for a heavy ball).  Per eigenmode, β_i = λ_i and α_i = −(wᵀr_i)(l_iᵀB).
 
-Gates (else "not applicable"): some runs converged; a zero gradient is met (:func:`evidence.zero_input`); the fixed
-point nearest the converged runs' final states is stable and lies within their spread (95th percentile of their
-distances to their centroid); β_eff moves by less than its interval under 1e-6 perturbations of the seeds.
+Gates (else "not applicable"): some runs converged; a zero gradient is met
+(:func:`lorex.mechanisms.evidence.zero_input`); the fixed point nearest the converged runs' final states is stable
+and lies within their spread (95th percentile of their distances to their centroid); β_eff moves by less than its
+interval under 1e-6 perturbations of the seeds.
 Interval: each converged run's own fixed point (Newton from the mean of its final states), bootstrapped over runs.
 Decision: present iff β_eff > 0.5 (timescale −1/ln β > 1.44 steps).
 """
@@ -89,7 +90,7 @@ def momentum(rmap, ev: E.Evidence, *, polyak: tuple[float, float] | None = None,
     """Momentum of the recurrent map ``rmap`` on the runs ``ev`` (see the module docstring).
 
     ``polyak``: the optimal heavy ball (α*, β*) of the task, when known, to compare with; ``operating``:
-    :func:`evidence.operating` of these runs (computed when None).
+    :func:`lorex.mechanisms.evidence.operating` of these runs (computed when None).
     """
     H = ev.states.shape[-1]
     dt = ev.states.dtype

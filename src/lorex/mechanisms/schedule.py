@@ -63,7 +63,7 @@ class Schedule(NamedTuple):
 def schedule(rmap, ev: E.Evidence, *, alpha_visited: np.ndarray | None = None, seed: int = 0,
              operating: E.Operating | None = None) -> Schedule:
     """Schedule of ``rmap`` on the runs ``ev``; ``alpha_visited`` (S, T, N) α_eff at the states each gradient met and
-    ``operating`` (:func:`evidence.operating`) are computed when None."""
+    ``operating`` (:func:`lorex.mechanisms.evidence.operating`) are computed when None."""
     op = operating or E.operating(rmap, ev)
     zero, fd = op.zero, op.fd_step
     T = ev.steps

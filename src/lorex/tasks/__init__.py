@@ -1,6 +1,7 @@
 """Task families: ``make(name, **overrides)`` builds one; see :mod:`lorex.tasks.base` for the protocol."""
 
 from lorex.tasks import digits, linreg, rosenbrock, two_moons  # noqa: F401  (registers the families)
-from lorex.tasks.base import TaskFamily, load_user_task, make, names, register
+from lorex.tasks.base import (DEFAULT_POLICY, TaskFamily, TaskPolicy, load_user_task, make, names, policy_of,
+                              register)
 
-__all__ = ["TaskFamily", "make", "names", "register", "load_user_task"]
+__all__ = ["TaskFamily", "TaskPolicy", "DEFAULT_POLICY", "policy_of", "make", "names", "register", "load_user_task"]

@@ -8,7 +8,15 @@ A task family samples problem instances from a PRNG key. Any object with these m
     family.steps                            # default horizon
 
 All three functions are pure and vmappable over keys. Families are frozen dataclasses, so they are hashable and
-can be static arguments of ``jax.jit``.
+can be static arguments of ``jax.jit``. Optional members:
+
+    family.name                             # the registered name (set by :func:`register`)
+    family.metrics(params, problem)         # {name: scalar} of final parameters, e.g. held-out accuracy
+    family.policy                           # a TaskPolicy: how lorex tunes and meta-trains on this task
+
+``policy`` (a class attribute, not a config field) declares the task's tuning ranges and meta-training defaults;
+every part of lorex reads them through :func:`policy_of` (a family without one gets :data:`DEFAULT_POLICY`), so a
+user's ``module:attribute`` task is treated exactly like a built-in one.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import types
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -32,6 +42,84 @@ class TaskFamily(Protocol):
     def init(self, key: jax.Array, problem: Any) -> Any: ...
 
     def loss(self, params: Any, problem: Any) -> jax.Array: ...
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _frozen(v):
+    """Lists (JSON-style) become tuples, so a policy's values are immutable and hashable."""
+    return tuple(_frozen(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def _defaults(field: str, value) -> types.MappingProxyType:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise LorexError(f"policy.{field}", f"got {value!r}", "a mapping {config field name: value}")
+    return types.MappingProxyType({k: _frozen(v) for k, v in value.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPolicy:
+    """How lorex tunes baselines and meta-trains on a task family (declared by the family as ``policy``).
+
+    ``lr_range``: (lo, hi), the baselines' learning-rate grid 10^lo..10^hi in decades (4 points per decade by
+    default); wide enough that the best value lies inside. ``tuning_seeds``: problems the baselines are tuned on.
+    ``second_grids``: {optimizer: grid of its second hyperparameter} replacing the optimizer's default grid
+    (:data:`lorex.baselines.OPTIMIZERS`). ``meta_defaults``: {:class:`lorex.meta.MetaConfig` field: value}, the
+    task's meta-training defaults (``lorex train``). ``family_defaults``: {``lorex.distill.bound.FamilyConfig``
+    field: value}, how the mechanism family is meta-trained for the bound (``lorex distill --bound``).
+
+    The field names inside the three mappings are checked where they are used (an unknown one is a
+    :class:`LorexError` listing the allowed names); the values are then checked by that config.
+    """
+
+    lr_range: tuple[float, float] = (-5.0, 1.0)
+    tuning_seeds: int = 32
+    second_grids: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    meta_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    family_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        lr = self.lr_range
+        if not (isinstance(lr, (tuple, list)) and len(lr) == 2 and all(_number(v) for v in lr) and lr[0] < lr[1]):
+            raise LorexError("policy.lr_range", f"got {lr!r}",
+                             "(lo, hi): two finite numbers with lo < hi, in decades, e.g. (-4.0, 0.0)")
+        object.__setattr__(self, "lr_range", (float(lr[0]), float(lr[1])))
+        n = self.tuning_seeds
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise LorexError("policy.tuning_seeds", f"got {n!r}", "a positive integer")
+        grids = self.second_grids
+        if not isinstance(grids, Mapping) or not all(isinstance(k, str) for k in grids):
+            raise LorexError("policy.second_grids", f"got {grids!r}", "a mapping {optimizer name: grid}")
+        for k, g in grids.items():
+            if not (isinstance(g, (tuple, list)) and len(g) >= 1 and all(_number(v) for v in g)):
+                raise LorexError(f"policy.second_grids.{k}", f"got {g!r}", "a non-empty list of finite numbers")
+        object.__setattr__(self, "second_grids",
+                           types.MappingProxyType({k: tuple(float(v) for v in g) for k, g in grids.items()}))
+        for f in ("meta_defaults", "family_defaults"):
+            object.__setattr__(self, f, _defaults(f, getattr(self, f)))
+
+    def __hash__(self):
+        return hash((self.lr_range, self.tuning_seeds,
+                     *(tuple(sorted(getattr(self, f).items())) for f in ("second_grids", "meta_defaults",
+                                                                          "family_defaults"))))
+
+
+DEFAULT_POLICY = TaskPolicy()
+"""The generic policy: a family that declares none is tuned over 10^-5..10^1 on 32 seeds, with lorex's defaults."""
+
+
+def policy_of(family) -> TaskPolicy:
+    """The family's declared ``policy``, or :data:`DEFAULT_POLICY` when it has none."""
+    policy = getattr(family, "policy", None)
+    if policy is None:
+        return DEFAULT_POLICY
+    if not isinstance(policy, TaskPolicy):
+        name = getattr(family, "name", type(family).__name__)
+        raise LorexError(f"{name}.policy", f"got {type(policy).__name__}",
+                         "a lorex.tasks.TaskPolicy, or no policy attribute (the generic defaults)")
+    return policy
 
 
 _REGISTRY: dict[str, type] = {}

@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from lorex.tasks.base import check_field, register
+from lorex.tasks.base import TaskPolicy, check_field, register
 
 
 def make_moons(key: jax.Array, n: int, noise: float) -> tuple[jax.Array, jax.Array]:
@@ -29,6 +29,21 @@ def make_moons(key: jax.Array, n: int, noise: float) -> tuple[jax.Array, jax.Arr
     return x[perm], y[perm]
 
 
+POLICY = TaskPolicy(
+    lr_range=(-3.0, 1.0),
+    # two moons varies little between seeds and costs ~100x more per run than linreg
+    tuning_seeds=16,
+    # Gradients ~1e-2 at the start and ~1e-5 late, so they are scaled up ×100 before the GRU; GRU-16, 8 problems per
+    # step and first-order meta-gradients keep 1000 meta-steps within ~10 minutes on 2 CPU cores.
+    meta_defaults={"hidden": 16, "batch": 8, "first_order": True, "input_scale": 100.0, "steps": 1000,
+                   "val_every": 50, "val_batch": 16, "checkpoint_every": 50},
+    # Mechanism family: a two-moons meta-step costs ~40x a linreg one (an MLP on 256 points per unroll step), so 40
+    # meta-steps and one seed per leave-one-out variant keep the ladder's meta-training within ~2 minutes on 2 CPU
+    # cores.
+    family_defaults={"steps": 40, "loo_seeds": (0,), "val_batch": 16},
+)
+
+
 @register("two_moons")
 @dataclasses.dataclass(frozen=True)
 class TwoMoons:
@@ -39,6 +54,8 @@ class TwoMoons:
     resample_data: bool = False
     data_seed: int = 0
     steps: int = 200
+
+    policy = POLICY  # how lorex tunes and meta-trains on this task (see POLICY)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
