@@ -183,7 +183,9 @@ def test_distill_end_to_end_tiny(tmp_path):
     assert {"task", "optimizer", "steps", "seed", "test_seeds", "tuning_seeds", "surrogate", "performance",
             "explained_fraction", "ablations", "references", "learned_lens", "notes", "findings",
             "wall_seconds"} <= set(r)
-    assert set(r["surrogate"]) == {"momentum", "clipping", "schedule", "adaptation", "parameters"}
+    assert set(r["surrogate"]) == {"momentum", "clipping", "schedule", "adaptation", "parameters", "gates",
+                                   "gate_thresholds", "applicable", "rejected", "not_applicable_reason"}
+    assert set(r["surrogate"]["gates"]) == {"momentum", "clipping", "schedule", "adaptation"}
     assert r["performance"]["best_baseline"] == "adam"
     assert {"value", "se", "ci95", "method"} <= set(r["explained_fraction"])
     assert [a["removed"] for a in r["ablations"] if a["model"] == "surrogate"] == [

@@ -360,6 +360,13 @@ def _fmt(x, spec=".3g"):
 def findings(result: dict) -> list[str]:
     """Plain sentences: how much the surrogate explains, which mechanism matters most, what the references show."""
     out = []
+    parts = result["surrogate"]
+    if parts.get("applicable") is False:
+        out.append(f"The extracted surrogate is not applicable: {parts.get('not_applicable_reason')}; its numbers "
+                   "below are shown but support no statement.")
+    for k in parts.get("rejected", []):
+        g = parts["gates"][k]
+        out.append(f"The extracted {k} failed its fit-quality gate ({g['reason']}) and is dropped to {g['neutral']}.")
     ef, perf = result["explained_fraction"], result["performance"]
     best = perf["best_baseline"]
     gap, gap_se = ef["baseline_minus_learned"], ef["baseline_minus_learned_se"]

@@ -94,6 +94,7 @@ def format_table(result: dict) -> str:
                  f"{p['schedule']['peak_step']} final {p['schedule']['final']:.3g}; adaptation "
                  f"a∈[{_n(p['adaptation'].get('ratio_min'))}, {_n(p['adaptation'].get('ratio_max'))}] "
                  f"ρ={p['adaptation']['rate']['rho']:.4g}")
+    lines += _gate_lines(p)
     for name, r in result["references"].items():
         s = r["surrogate"]
         lines.append(f"reference {name:<9} β_eff={_n((r['momentum']['heavy_ball'] or {}).get('beta'), '.3f')} "
@@ -103,6 +104,19 @@ def format_table(result: dict) -> str:
     lines += format_ladder(result)
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
+
+
+def _gate_lines(parts: dict) -> list[str]:
+    """One line per fit-quality gate of the extracted surrogate (none for results written before the gates)."""
+    gates = parts.get("gates")
+    if not gates:
+        return []
+    out = [f"fit-quality gates ({'all passed' if not parts.get('rejected') else 'rejected: ' + ', '.join(parts['rejected']) + ' (dropped to neutral)'}"
+           f"{'' if parts.get('applicable', True) else '; surrogate NOT APPLICABLE: ' + str(parts.get('not_applicable_reason'))}):"]
+    for k, g in gates.items():
+        out.append(f"  {k:<11} {'pass' if g['passed'] else 'REJECT'}  {g['criterion']}; value {_n(g['value'], '.4g')}"
+                   + ("" if g["passed"] else f" — {g['reason']} → {g['neutral']}"))
+    return out
 
 
 def distill_figure(result: dict, stem) -> list[Path]:
@@ -241,6 +255,14 @@ def distill_html(result: dict) -> str:
     rows.append(("adaptation", _e("from the S-curve" if a.get("derived") else a.get("note", "")),
                  _e(f"a ∈ [{_n(a.get('ratio_min'))}, {_n(a.get('ratio_max'))}], ρ = {a['rate']['rho']:.4g}")))
     parts.append(_table(("part", "kind", "value"), rows))
+    if p.get("gates"):
+        parts.append("<p>Fit-quality gates of the extracted surrogate (a factor that fails is dropped to its neutral "
+                     "value, never used" + ("" if p.get("applicable", True) else
+                                             f"; the surrogate is <b>not applicable</b>: "
+                                             f"{_e(p.get('not_applicable_reason'))}") + "):</p>")
+        parts.append(_table(("factor", "gate", "value", "verdict"), [
+            (_e(k), _e(g["criterion"]), _n(g["value"], ".4g"),
+             "pass" if g["passed"] else _e(f"rejected: {g['reason']} → {g['neutral']}")) for k, g in p["gates"].items()]))
     rows = []
     for name, r in result["references"].items():
         rows.append((_e(name), _e(", ".join(f"{k} = {v:.4g}" for k, v in r["hyperparameters"].items())),
