@@ -71,3 +71,96 @@ def test_a_noisy_update_function_fails_the_clipping_gate(heavy_ball_lens):
     noisy = rng.normal(size=np.shape(lens.clip_updates)) * np.max(np.abs(lens.clip_updates))
     sur, parts = build_surrogate(lens._replace(clip_updates=noisy), 30)
     assert not parts["gates"]["clipping"]["passed"] and sur.clip_kind == "none"
+
+
+# ------------------------------------------------------------------------------ the surrogate as a family member
+
+
+def _updates(tx, grads):
+    import jax.numpy as jnp
+
+    p = {"w": jnp.zeros(grads.shape[1], jnp.float32)}
+    s = tx.init(p)
+    out = []
+    for g in grads:
+        u, s = tx.update({"w": jnp.asarray(g, jnp.float32)}, s, p)
+        out.append(np.asarray(u["w"], np.float64))
+    return np.array(out)
+
+
+def test_heavy_ball_surrogate_maps_to_the_same_family_member():
+    import optax
+
+    from lorex.distill import family as F
+    from lorex.distill.extracted import to_family
+
+    sur = S.Surrogate(np.array([0.8 + 0j]), np.array([0.3 + 0j]), "none", float("inf"), np.ones(21), np.ones(1),
+                      np.ones(1), 0.9)
+    params, rec = to_family(sur, 20)
+    assert rec["approximations"] == []
+    g = np.random.default_rng(0).normal(size=(20, 5))
+    np.testing.assert_allclose(_updates(F.mechanism_family(params, 20), g), _updates(optax.sgd(0.3, momentum=0.8), g),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_power_law_adaptation_and_log_linear_schedule_map_exactly():
+    """Adaptation a(r) = 0.5/r (p = ½), σ(t) = exp(−0.02 t) (log-linear: 5 knots hold it), two real modes: the family
+    member's updates are the surrogate's."""
+    from lorex.distill import family as F
+    from lorex.distill.extracted import to_family
+
+    T = 21
+    grid = np.geomspace(1e-4, 1e3, 15)
+    sur = S.Surrogate(np.array([0.9 + 0j, 0.5 + 0j]), np.array([0.02 + 0j, 0.01 + 0j]), "none", float("inf"),
+                      np.exp(-0.02 * np.arange(T + 1)), grid, 0.5 / grid, 0.95)
+    params, rec = to_family(sur, T)
+    assert rec["adaptation"]["p"] == pytest.approx(0.5, abs=1e-6)
+    assert rec["adaptation"]["rms_log_error"] < 1e-6 and rec["schedule"]["rms_log_error"] < 1e-6
+    g = np.random.default_rng(1).normal(size=(T, 6)) * 10 ** np.random.default_rng(2).uniform(-2, 1, (1, 6))
+    np.testing.assert_allclose(_updates(F.mechanism_family(params, T), g), _updates(S.surrogate_optimizer(sur), g),
+                               rtol=1e-3, atol=1e-8)
+
+
+def test_unmappable_parts_are_named():
+    from lorex.distill.extracted import to_family
+
+    sur = S.Surrogate(np.array([0.9 + 0.2j, -0.3 + 0j, 0.5, 0.2, 0.0]), np.array([0.05, 0.01, 0.02, 0.01, 0.01]),
+                      "hard", 0.5, np.ones(11), np.ones(1), np.ones(1), 0.9, adapt_bias_correction=True)
+    _, rec = to_family(sur, 10)
+    text = " | ".join(rec["approximations"])
+    for word in ("complex", "negative", "merged", "clipping", "hard clip", "bias correction"):
+        assert word in text, word
+    assert any("bias correction" in a for a in rec["not_mapped"])
+
+
+def test_extracted_rung_and_training_from_it_tiny():
+    import json
+
+    from lorex import tasks
+    from lorex.distill import bound as B
+    from lorex.distill import family as F
+    from lorex.distill.extracted import extracted_rung
+
+    fam = tasks.make("linreg", steps=20)
+    bench = {"steps": 20, "test_seeds": 16, "seed": 0}  # what extracted_rung reads of a benchmark
+    hp = {"learning_rate": 0.1, "momentum": 0.9}
+    b = hp["momentum"]
+    sur = S.Surrogate(np.array([b + 0j]), np.array([0.5 * hp["learning_rate"] + 0j]), "tanh", 10.0,
+                      np.exp(-0.01 * np.arange(21)), np.ones(1), np.ones(1), 0.9)  # Momentum at half its rate
+    u = F.init_params(lr=hp["learning_rate"] / (1 - b), betas=[b])  # U: the Momentum itself
+    ladder = {"mechanism_bound": {"parameters": F.params_to_json(u), "mask": {k: 1.0 for k in F.MECHANISMS}}}
+    parts = {"applicable": True, "rejected": [], "gates": {}}
+    fc = B.FamilyConfig(steps=6, val_every=3, val_batch=8, seeds=(0,), batch=8)
+    ext, vs = extracted_rung(fam, bench, sur, parts, ladder, config=fc, n_boot=200)
+    assert ext["ci95"][0] <= ext["mean"] <= ext["ci95"][1]
+    assert ext["natural"]["betas"][0] == pytest.approx(b, abs=1e-5)
+    lr_c = ext["natural"]["learning_rate"] * ext["natural"]["c"][0]  # η c EMA = heavy ball's rate × trace
+    assert lr_c == pytest.approx(0.5 * hp["learning_rate"] / (1 - b), rel=1e-4)
+    lo, hi = ext["minus_bound"]["ci95"]
+    assert lo <= ext["minus_bound"]["mean"] <= hi
+    assert vs["meta_steps"] == 6 and vs["validation"] <= vs["start_validation"] + 1e-6
+    names = {r["parameter"] for r in vs["per_parameter"]}
+    assert {"learning_rate", "betas[0]", "c[0]", "tau", "rho", "p", "schedule_multipliers[4]"} <= names
+    for r in vs["per_parameter"]:
+        assert r["change"] == pytest.approx(r["trained"] - r["extracted"])
+    json.dumps([ext, vs], allow_nan=False)

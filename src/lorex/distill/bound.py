@@ -363,6 +363,20 @@ def shipped_family(task: str):
     return load_family(path) if path.is_file() else None
 
 
+def family_task_config(family, horizon: int, task_config: meta.MetaConfig | None = None) -> meta.MetaConfig:
+    """The meta-training config the family is trained with: ``task_config`` (default: the task's shipped
+    :func:`lorex.meta.default_config`; a user's family gets the generic one) with its unroll set to ``horizon``."""
+    if task_config is None:
+        from lorex import tasks
+
+        task = getattr(family, "name", type(family).__name__)
+        task_config = meta.default_config(task if task in tasks.names() else "linreg")
+    task_config = dataclasses.replace(task_config, unroll=int(horizon))
+    if task_config.truncation is not None and horizon % task_config.truncation:
+        task_config = dataclasses.replace(task_config, truncation=None)
+    return task_config
+
+
 def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.MetaConfig | None = None,
                     config: FamilyConfig | None = None, seed: int = 0, leave_one_out: bool = True,
                     n_boot: int = N_BOOT, progress=None, trained: dict | None = None) -> dict:
@@ -382,15 +396,8 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
                 **{k: trained.get(k) for k in ("family_config", "meta_objective", "meta_training_seconds")}}
     t0 = time.perf_counter()
     task = getattr(family, "name", type(family).__name__)
-    if task_config is None:
-        from lorex import tasks
-
-        # a user's family (module:attribute) gets the generic defaults; its horizon is set from the benchmark below
-        task_config = meta.default_config(task if task in tasks.names() else "linreg")
     T = int(benchmark["steps"])
-    task_config = dataclasses.replace(task_config, unroll=T)
-    if task_config.truncation is not None and T % task_config.truncation:
-        task_config = dataclasses.replace(task_config, truncation=None)
+    task_config = family_task_config(family, T, task_config)
     config = config or default_family_config(task)
     walls = {}
     say = progress or (lambda m: None)

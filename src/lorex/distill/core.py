@@ -289,6 +289,17 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         },
     }
     result.update(ladder)
+    if "mechanism_bound" in ladder:
+        from lorex.distill.extracted import extracted_rung
+
+        t0 = time.perf_counter()
+        _say(progress, f"{task}: the extracted surrogate as a family member" +
+             ("" if family_trained is not None else ", and the family meta-trained from it"))
+        result["extracted"], result["extracted_vs_trained"] = extracted_rung(
+            family, benchmark, sur, parts, ladder, config=family_config, seed=seed, n_boot=n_boot,
+            train=family_trained is None, fit_range=lens.fit_range, progress=lambda m: _say(progress, f"{task}: "
+                                                                                           f"from extracted: {m}"))
+        walls["extracted"] = time.perf_counter() - t0
     result["findings"] = findings(result)
     walls["total"] = time.perf_counter() - t_start
     result["wall_seconds"] = walls

@@ -37,6 +37,12 @@ def format_ladder(result: dict) -> list[str]:
              f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, trained as "
              f"{U.get('trained_as', 'bound')}, from {U.get('start')}, best meta-step {U.get('best_meta_step')})",
              f"  {'best baseline B (' + B['name'] + ')':<30} {_ci(B)}"]
+    E = result.get("extracted")
+    if E:
+        d = E["minus_bound"]
+        lines.append(f"  {'extracted (as a family member)':<30} {_ci(E)}  (− U: "
+                     f"{_n(d['mean'], '+.3f')} {d['ci95'] and [round(v, 3) for v in d['ci95']]}; gates rejected: "
+                     f"{', '.join(E['rejected']) or 'none'}{'' if E['applicable'] else '; NOT APPLICABLE'})")
     g = result["gap_closed"]
     if g.get("reported"):
         ci = g["ci95"] and f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]"
@@ -57,6 +63,17 @@ def format_ladder(result: dict) -> list[str]:
             d = "n/a" if r.get("delta_vs_bound") is None else (
                 f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
             lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
+    vs = result.get("extracted_vs_trained")
+    if vs:
+        lines.append(f"  family meta-trained from the extracted member ({vs['meta_steps']} meta-steps): {_ci(vs)}  "
+                     f"(− U {_n(vs['minus_bound']['mean'], '+.3f')}, − extracted "
+                     f"{_n(vs['minus_extracted']['mean'], '+.3f')})")
+        lines.append(f"    {'parameter':<24} {'extracted':>11} {'trained':>11} {'U':>11}")
+        for r in vs["per_parameter"]:
+            lines.append(f"    {r['parameter']:<24} {r['extracted']:11.4g} {r['trained']:11.4g} "
+                         f"{_n(r['bound'], '11.4g')}")
+    if E and E["mapping"]["approximations"]:
+        lines.append("  extracted → family approximations: " + "; ".join(E["mapping"]["approximations"]))
     if fc:
         secs = fam.get("wall_seconds", {}).get("meta_training")
         how = (f"meta-training {secs:.1f} s" if secs is not None else
@@ -297,6 +314,16 @@ def ladder_html(result: dict) -> str:
     rows = [("learned L", _ci_html(L), ""), ("mechanism bound U (trained family)", _ci_html(U),
                                               _e(", ".join(f"{k} = {v}" for k, v in U.get("natural", {}).items()))),
             (_e(f"best tuned baseline B ({B['name']})"), _ci_html(B), "")]
+    E, vs = result.get("extracted"), result.get("extracted_vs_trained")
+    if E:
+        rows.insert(2, ("extracted surrogate (as a family member)", _ci_html(E),
+                        _e(f"Δ vs U {_n(E['minus_bound']['mean'], '+.3f')} "
+                           f"{E['minus_bound']['ci95'] and [round(v, 3) for v in E['minus_bound']['ci95']]}; "
+                           f"gates rejected: {', '.join(E['rejected']) or 'none'}"
+                           + ("" if E["applicable"] else "; not applicable"))))
+    if vs:
+        rows.insert(3, (_e(f"family meta-trained from the extracted member ({vs['meta_steps']} meta-steps)"),
+                        _ci_html(vs), _e(f"Δ vs U {_n(vs['minus_bound']['mean'], '+.3f')}")))
     rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
               "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
                            f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"))
@@ -304,9 +331,18 @@ def ladder_html(result: dict) -> str:
     gap = (f"gap closed (B − U)/(B − L) = <b>{g['value']:.2f}</b> (95 % interval "
            f"{_e(g['ci95'] and [round(v, 2) for v in g['ci95']])})" if g.get("reported")
            else f"gap closed not reported: {_e(g.get('note', ''))}")
-    return ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
-            f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
-            + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
+    out = ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
+           f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
+           + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
+    if vs:
+        out += ("<p>Extracted vs trained parameters (the family meta-trained from the extracted member; U's value "
+                "beside):</p>" + _table(("parameter", "extracted", "trained", "U"), [
+                    (_e(r["parameter"]), _n(r["extracted"], ".4g"), _n(r["trained"], ".4g"), _n(r["bound"], ".4g"))
+                    for r in vs["per_parameter"]]))
+    if E and E["mapping"]["approximations"]:
+        out += ("<p class='small'>Extracted → family approximations: " +
+                _e("; ".join(E["mapping"]["approximations"])) + "</p>")
+    return out
 
 
 def _verdicts(r: dict) -> str:
