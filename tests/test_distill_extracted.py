@@ -164,3 +164,44 @@ def test_extracted_rung_and_training_from_it_tiny():
     for r in vs["per_parameter"]:
         assert r["change"] == pytest.approx(r["trained"] - r["extracted"])
     json.dumps([ext, vs], allow_nan=False)
+
+
+# ------------------------------------------------------------------------------ the round trip
+
+
+@pytest.fixture(scope="module")
+def linreg30():
+    from lorex import tasks
+
+    return tasks.make("linreg", steps=30)
+
+
+def test_round_trip_momentum_and_schedule_come_back(linreg30):
+    """Random members with momentum (2 modes) and a schedule (clipping inactive, no adaptation): the slowest β, the
+    modes' shares, the schedule, no clipping, no adaptation and the score come back within the stated tolerances."""
+    from lorex.distill.present import format_round_trip, round_trip_html
+    from lorex.distill.roundtrip import TOLERANCES, round_trip
+
+    rt = round_trip(linreg30, n_members=2, kinds=("momentum+schedule",), analysis_runs=2, test_runs=8)
+    assert rt["tolerances"] == TOLERANCES and len(rt["members"]) == 2
+    for r in rt["members"]:
+        assert "error" not in r, r.get("error")
+        c = r["comparison"]
+        assert c["momentum"]["slowest_beta"] and c["momentum"]["shares"], c["momentum"]
+        assert c["schedule"]["passed"], c["schedule"]
+        assert c["clipping"]["passed"] and c["adaptation"]["passed"], (c["clipping"], c["adaptation"])
+        assert r["score"]["passed"], r["score"]
+    assert rt["summary"]["momentum+schedule"]["score"] == {"passed": 2, "of": 2}
+    assert "round trip" in format_round_trip({"round_trip": rt})[0] and "<table>" in round_trip_html({"round_trip": rt})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known, open (a finding of the round trip): the family clips the accumulated, adapted momentum signal, which the "
+    "update function at h0 (a first step from zero state) does not see saturate; the saturation shows instead on the "
+    "S-curve, where the extraction reads it as adaptation (p ≈ 1.8 for a member without adaptation)"))
+def test_round_trip_recovers_clipping_of_the_momentum_signal(linreg30):
+    from lorex.distill.roundtrip import round_trip
+
+    rt = round_trip(linreg30, n_members=1, kinds=("momentum+schedule+clipping",), analysis_runs=2, test_runs=8)
+    c = rt["members"][0]["comparison"]
+    assert c["clipping"]["passed"] and c["adaptation"]["passed"]

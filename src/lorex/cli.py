@@ -21,6 +21,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lorex: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _nonnegative_int(field):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: an integer >= 0)") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
+        return v
+
+    return parse
+
+
 def _positive_int(field):
     def parse(text):
         try:
@@ -185,7 +198,8 @@ def cmd_distill(args) -> int:
         raise LorexError("--bound-only", "given with --no-bound", ["one of them"])
     result = distill_optimizer(args.optimizer, task=args.task, task_overrides=_overrides(args.set), seed=args.seed,
                                test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, bound=not args.no_bound,
-                               surrogate=not args.bound_only, family_steps=args.family_steps)
+                               surrogate=not args.bound_only, family_steps=args.family_steps,
+                               round_trip=0 if args.bound_only else args.round_trip)
     print(format_table(result))
     print(f"wall time {result['wall_seconds']['total']:.1f} s")
     if args.out:
@@ -254,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the ladder learned / mechanism bound / best baseline, without the extracted surrogate")
     d.add_argument("--family-steps", type=_positive_int("family-steps"), default=None,
                    help="meta-steps of the mechanism family (default: the task's)")
+    d.add_argument("--round-trip", type=_nonnegative_int("round-trip"), default=4,
+                   help="random mechanism-family members put through the extraction and back (0: none; default 4, "
+                        "one of each kind)")
     d.set_defaults(func=cmd_distill)
     return p
 

@@ -119,6 +119,7 @@ def format_table(result: dict) -> str:
                      f"final/peak {_n(r['schedule']['autonomous']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
                      f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
     lines += format_ladder(result)
+    lines += format_round_trip(result)
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
 
@@ -297,6 +298,7 @@ def distill_html(result: dict) -> str:
                      f"through the same lens) was not run here: <code>lorex distill --optimizer {_e(result['task'])}"
                      "</code> runs it.</p>")
     parts.append(ladder_html(result))
+    parts.append(round_trip_html(result))
     return "\n".join(parts)
 
 
@@ -347,3 +349,60 @@ def ladder_html(result: dict) -> str:
 
 def _verdicts(r: dict) -> str:
     return ", ".join(_e(f["verdict"]) for f in r.get("findings", []))
+
+
+def format_round_trip(result: dict) -> list[str]:
+    """The round trip (random family members → extraction → family) as lines; none without one."""
+    rt = result.get("round_trip")
+    if not rt:
+        return []
+    tol = rt["tolerances"]
+    lines = [f"round trip ({len(rt['members'])} random family members on {rt['task']}, T = {rt['horizon']}; "
+             f"tolerances: β ±{tol['beta']}, shares ±{tol['weight_share']}, schedule ±{tol['schedule']} nats, "
+             f"log τ ±{tol['tau']}, p ±{tol['p']}, log(1 − ρ) ±{tol['rho_timescale']}, score ±{tol['score']} nats):"]
+    for r in rt["members"]:
+        if "error" in r:
+            lines.append(f"  #{r['member']} {r['kind']:<30} extraction failed: {r['error']}")
+            continue
+        c = r["comparison"]
+        mark = {k: ("ok" if c[k]["passed"] else "FAIL") for k in c}
+        lines.append(f"  #{r['member']} {r['kind']:<30} momentum {mark['momentum']} (slowest β "
+                     f"{'ok' if c['momentum']['slowest_beta'] else 'FAIL'}, shares "
+                     f"{'ok' if c['momentum']['shares'] else 'FAIL'}), clipping {mark['clipping']}, schedule "
+                     f"{mark['schedule']}, adaptation {mark['adaptation']}; score {r['score']['original']:.3f} → "
+                     f"{r['score']['rebuilt']:.3f} ({_n(r['score']['difference'], '+.3f')}, "
+                     f"{'ok' if r['score']['passed'] else 'FAIL'})"
+                     + (f"; gates rejected {', '.join(r['gates_rejected'])}" if r.get("gates_rejected") else ""))
+    return lines
+
+
+def round_trip_html(result: dict) -> str:
+    """The round-trip table as an HTML fragment ('' without one)."""
+    rt = result.get("round_trip")
+    if not rt:
+        return ""
+
+    def cell(ok):
+        return "pass" if ok else "<b>fail</b>"
+
+    rows = []
+    for r in rt["members"]:
+        if "error" in r:
+            rows.append((str(r["member"]), _e(r["kind"]), _e(f"extraction failed: {r['error']}"), "", "", "", "", ""))
+            continue
+        c, sc = r["comparison"], r["score"]
+        rows.append((str(r["member"]), _e(r["kind"]),
+                     cell(c["momentum"]["passed"]) + _e(f" (β {[round(b, 3) for b in c['momentum']['original']['betas']]}"
+                                                       f" → {[round(b, 3) for b in c['momentum']['rebuilt']['betas']]})"),
+                     cell(c["clipping"]["passed"]) + _e(f" (τ {c['clipping']['original']:.3g} → "
+                                                       f"{c['clipping']['rebuilt']:.3g})"),
+                     cell(c["schedule"]["passed"]) + _e(f" (max error {c['schedule']['max_error']:.3f} nats)"),
+                     cell(c["adaptation"]["passed"]) + _e(f" (p {c['adaptation']['original']['p']:.3f} → "
+                                                         f"{c['adaptation']['rebuilt']['p']:.3f})"),
+                     cell(sc["passed"]) + _e(f" ({sc['original']:.3f} → {sc['rebuilt']:.3f})"),
+                     _e(", ".join(r.get("gates_rejected") or []) or "none")))
+    tol = rt["tolerances"]
+    return (f"<p>Round trip: random members of the mechanism family read as black boxes by lorex.mechanisms, "
+            f"extracted, mapped back into the family and compared (tolerances {_e(tol)}).</p>"
+            + _table(("member", "mechanisms", "momentum", "clipping", "schedule", "adaptation",
+                      "score (mean log loss)", "gates rejected"), rows))
