@@ -205,3 +205,20 @@ def test_round_trip_recovers_clipping_of_the_momentum_signal(linreg30):
     rt = round_trip(linreg30, n_members=1, kinds=("momentum+schedule+clipping",), analysis_runs=2, test_runs=8)
     c = rt["members"][0]["comparison"]
     assert c["clipping"]["passed"] and c["adaptation"]["passed"]
+
+
+def test_ladder_figure_draws_every_rung(tmp_path):
+    from lorex.distill import ladder_figure
+
+    def rung(m, **kw):
+        return {"mean": m, "ci95": [m - 0.2, m + 0.3], **kw}
+
+    r = {"task": "linreg", "test_seeds": 16, "learned": rung(-19.3), "extracted": rung(-12.0),
+         "extracted_vs_trained": rung(-18.0), "mechanism_bound": rung(-20.5),
+         "best_baseline": rung(-16.9, name="adam"), "gap_closed": {"reported": True, "value": 1.53}}
+    r2 = {**r, "task": "rosenbrock", "extracted": {"mean": None, "ci95": None, "diverged": 3},
+          "gap_closed": {"reported": False}}
+    paths = ladder_figure([r, r2], tmp_path / "ladder")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and paths[0].stat().st_size > 5000
+    with pytest.raises(ValueError):
+        ladder_figure({"task": "x"}, tmp_path / "none")

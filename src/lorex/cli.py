@@ -191,7 +191,7 @@ def cmd_distill(args) -> int:
     """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
     from lorex import io
     from lorex.api import distill_optimizer
-    from lorex.distill import distill_figure, format_table
+    from lorex.distill import distill_figure, format_table, ladder_figure
 
     _check_out(args.out)
     if args.no_bound and args.bound_only:
@@ -206,6 +206,8 @@ def cmd_distill(args) -> int:
         out = Path(args.out)
         io.save_json(out / "distill.json", result)
         paths = [] if args.bound_only else distill_figure(result, out / f"distill_{result['task']}")
+        if "mechanism_bound" in result:
+            paths += ladder_figure(result, out / f"distill_ladder_{result['task']}")
         for p in [out / "distill.json", *paths]:
             print(f"wrote {p}", file=sys.stderr)
     return 0

@@ -155,8 +155,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     ``leave_one_out``, and ``mechanism_family`` (how it was trained); with ``family_trained`` (a
     :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.  ``surrogate=False`` skips the extracted
     surrogate (analysis, ablations, references): the result then holds the benchmark's task data and the ladder only.
-    With the ladder and the surrogate, ``extracted`` (the surrogate as a family member) and ``extracted_vs_trained``
-    (the family meta-trained from it) are added.  ``round_trip`` > 0: that many random family members through the
+    With the ladder and the surrogate, ``extracted`` (the surrogate as a family member) and, unless
+    ``family_trained`` is given (evaluation only), ``extracted_vs_trained`` (the family meta-trained from it) are added.  ``round_trip`` > 0: that many random family members through the
     extraction and back (:func:`lorex.distill.roundtrip.round_trip`), as ``round_trip``.
     """
     t_start = time.perf_counter()
@@ -296,10 +296,11 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         from lorex.distill.extracted import extracted_rung
 
         t0 = time.perf_counter()
-        _say(progress, f"{task}: the extracted surrogate as a family member, and the family meta-trained from it")
+        _say(progress, f"{task}: the extracted surrogate as a family member" +
+             ("" if family_trained is not None else ", and the family meta-trained from it"))
         result["extracted"], result["extracted_vs_trained"] = extracted_rung(
             family, benchmark, sur, parts, ladder, config=family_config, seed=seed, n_boot=n_boot,
-            train=True, fit_range=lens.fit_range, progress=lambda m: _say(progress, f"{task}: "
+            train=family_trained is None, fit_range=lens.fit_range, progress=lambda m: _say(progress, f"{task}: "
                                                                                            f"from extracted: {m}"))
         walls["extracted"] = time.perf_counter() - t0
     if round_trip:

@@ -406,3 +406,48 @@ def round_trip_html(result: dict) -> str:
             f"extracted, mapped back into the family and compared (tolerances {_e(tol)}).</p>"
             + _table(("member", "mechanisms", "momentum", "clipping", "schedule", "adaptation",
                       "score (mean log loss)", "gates rejected"), rows))
+
+
+LADDER_RUNGS = (("learned", "learned L", "tab:red"), ("extracted", "extracted (gated, as a family member)", "k"),
+                ("extracted_vs_trained", "family trained from extracted", "tab:gray"),
+                ("mechanism_bound", "mechanism bound U", "tab:blue"), ("best_baseline", "best baseline B", "tab:green"))
+
+
+def ladder_figure(results, stem) -> list[Path]:
+    """The ladder L / extracted / U / B (and the family trained from the extracted member) per task: points with
+    their 95 % paired-bootstrap intervals on a mean-log-loss axis, one panel per task; PNG and PDF.  ``results``: one
+    :func:`lorex.distill.distill` result with a ladder, or a list of them."""
+    from lorex.plotting import plt, save
+
+    results = [results] if isinstance(results, dict) else list(results)
+    results = [r for r in results if "mechanism_bound" in r]
+    if not results:
+        raise ValueError("no result with a mechanism-bound ladder")
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        labels = []
+        for key, label, color in LADDER_RUNGS:
+            rung = r.get(key)
+            if not rung:
+                continue
+            y = len(labels)
+            name = label + (f" ({rung['name']})" if key == "best_baseline" else "")
+            if rung.get("mean") is None:
+                ax.text(0.02, y, f"diverged on {rung.get('diverged')} test seeds", transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=7)
+            else:
+                lo, hi = rung["ci95"]
+                ax.errorbar([rung["mean"]], [y], xerr=[[rung["mean"] - lo], [hi - rung["mean"]]], fmt="o",
+                            color=color, capsize=3, ms=6)
+                ax.annotate(f"{rung['mean']:.2f}", (rung["mean"], y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=7)
+            labels.append(name)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel("mean log loss (lower is better), 95 % interval")
+        g = r.get("gap_closed", {})
+        gap = (f"gap closed {g['value']:.2f}" if g.get("reported") else "gap closed: n/a")
+        ax.set_title(f"{r['task']} ({r['test_seeds']} test seeds): {gap}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, stem)
