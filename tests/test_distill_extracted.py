@@ -136,7 +136,7 @@ def test_unmappable_parts_are_named():
 def test_extracted_rung_and_training_from_it_tiny():
     import json
 
-    from lorex import tasks
+    from lorex import seeds, tasks
     from lorex.distill import bound as B
     from lorex.distill import family as F
     from lorex.distill.extracted import extracted_rung
@@ -151,7 +151,12 @@ def test_extracted_rung_and_training_from_it_tiny():
     ladder = {"mechanism_bound": {"parameters": F.params_to_json(u), "mask": {k: 1.0 for k in F.MECHANISMS}}}
     parts = {"applicable": True, "rejected": [], "gates": {}}
     fc = B.FamilyConfig(steps=6, val_every=3, val_batch=8, seeds=(0,), batch=8)
-    ext, vs = extracted_rung(fam, bench, sur, parts, ladder, config=fc, n_boot=200)
+    from lorex.evaluate import evaluate
+
+    own = evaluate(S.surrogate_optimizer(sur), fam, seeds.keys(0, "test", 16), 20)
+    ext, vs = extracted_rung(fam, bench, sur, parts, ladder, config=fc, n_boot=200, surrogate_losses=own)
+    # the surrogate (clipping the raw gradient at 10, far above linreg's) and its family member nearly agree
+    assert abs(ext["mapping_cost"]["mean"]) < 0.05, ext["mapping_cost"]
     assert ext["ci95"][0] <= ext["mean"] <= ext["ci95"][1]
     assert ext["natural"]["betas"][0] == pytest.approx(b, abs=1e-5)
     lr_c = ext["natural"]["learning_rate"] * ext["natural"]["c"][0]  # η c EMA = heavy ball's rate × trace
@@ -213,7 +218,8 @@ def test_ladder_figure_draws_every_rung(tmp_path):
     def rung(m, **kw):
         return {"mean": m, "ci95": [m - 0.2, m + 0.3], **kw}
 
-    r = {"task": "linreg", "test_seeds": 16, "learned": rung(-19.3), "extracted": rung(-12.0),
+    r = {"task": "linreg", "test_seeds": 16, "learned": rung(-19.3),
+         "extracted": rung(-12.0, surrogate_itself=rung(-13.9)),
          "extracted_vs_trained": rung(-18.0), "mechanism_bound": rung(-20.5),
          "best_baseline": rung(-16.9, name="adam"), "gap_closed": {"reported": True, "value": 1.53}}
     r2 = {**r, "task": "rosenbrock", "extracted": {"mean": None, "ci95": None, "diverged": 3},

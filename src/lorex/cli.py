@@ -200,11 +200,12 @@ def cmd_distill(args) -> int:
                                test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, bound=not args.no_bound,
                                surrogate=not args.bound_only, family_steps=args.family_steps,
                                round_trip=0 if args.bound_only else args.round_trip)
+    if args.out:  # the numbers first: a failure drawing them loses nothing
+        io.save_json(Path(args.out) / "distill.json", result)
     print(format_table(result))
     print(f"wall time {result['wall_seconds']['total']:.1f} s")
     if args.out:
         out = Path(args.out)
-        io.save_json(out / "distill.json", result)
         paths = [] if args.bound_only else distill_figure(result, out / f"distill_{result['task']}")
         if "mechanism_bound" in result:
             paths += ladder_figure(result, out / f"distill_ladder_{result['task']}")

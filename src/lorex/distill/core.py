@@ -300,8 +300,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
              ("" if family_trained is not None else ", and the family meta-trained from it"))
         result["extracted"], result["extracted_vs_trained"] = extracted_rung(
             family, benchmark, sur, parts, ladder, config=family_config, seed=seed, n_boot=n_boot,
-            train=family_trained is None, fit_range=lens.fit_range, progress=lambda m: _say(progress, f"{task}: "
-                                                                                           f"from extracted: {m}"))
+            train=family_trained is None, fit_range=lens.fit_range, surrogate_losses=cur_s,
+            progress=lambda m: _say(progress, f"{task}: from extracted: {m}"))
         walls["extracted"] = time.perf_counter() - t0
     if round_trip:
         from lorex.distill.roundtrip import round_trip as _round_trip

@@ -149,11 +149,12 @@ def compare_parameters(extracted: dict, trained: dict, bound: dict | None = None
 
 def extracted_rung(family, benchmark: dict, sur: S.Surrogate, parts: dict, ladder: dict, *, config=None,
                    task_config=None, seed: int = 0, n_boot: int = 2000, train: bool = True, fit_range=None,
-                   progress=None) -> tuple[dict, dict | None]:
+                   surrogate_losses=None, progress=None) -> tuple[dict, dict | None]:
     """(``extracted``, ``extracted_vs_trained``): the surrogate mapped into the family (:func:`to_family`) scored on
     the benchmark's test seeds beside U (mean log loss, 95 % paired-bootstrap interval, Δ vs U), and, with ``train``,
     the family meta-trained from it (the bound's :class:`~lorex.distill.bound.FamilyConfig` and objective, one
-    member, the config's first seed) with its parameters beside the extracted ones and U's."""
+    member, the config's first seed) with its parameters beside the extracted ones and U's.  ``surrogate_losses``:
+    the surrogate's own loss curves on the same test problems, so the cost of the mapping is reported."""
     import time
 
     from lorex import seeds
@@ -197,6 +198,10 @@ def extracted_rung(family, benchmark: dict, sur: S.Surrogate, parts: dict, ladde
            "natural": F.describe(params), "mapping": mapping,
            "method": "the extracted surrogate (after its fit-quality gates) mapped onto the mechanism family, "
                      "evaluated on the ladder's test seeds; minus_bound = extracted − U (paired, + = worse)"}
+    if surrogate_losses is not None:
+        own = B.per_seed_mll(surrogate_losses)
+        ext["surrogate_itself"] = B._interval(own, idx)
+        ext["mapping_cost"] = delta(mll[0], own)  # + = the family member is worse than the surrogate it maps
     vs = None
     if trained is not None:
         vs = {**B._interval(mll[2], idx), "minus_bound": delta(mll[2], mll[1]),

@@ -43,6 +43,9 @@ def format_ladder(result: dict) -> list[str]:
         lines.append(f"  {'extracted (as a family member)':<30} {_ci(E)}  (− U: "
                      f"{_n(d['mean'], '+.3f')} {d['ci95'] and [round(v, 3) for v in d['ci95']]}; gates rejected: "
                      f"{', '.join(E['rejected']) or 'none'}{'' if E['applicable'] else '; NOT APPLICABLE'})")
+        if E.get("surrogate_itself"):
+            lines.append(f"  {'extracted surrogate itself':<30} {_ci(E['surrogate_itself'])}  (mapping into the "
+                         f"family costs {_n(E['mapping_cost']['mean'], '+.3f')} nats)")
     g = result["gap_closed"]
     if g.get("reported"):
         ci = g["ci95"] and f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]"
@@ -70,7 +73,7 @@ def format_ladder(result: dict) -> list[str]:
                      f"{_n(vs['minus_extracted']['mean'], '+.3f')})")
         lines.append(f"    {'parameter':<24} {'extracted':>11} {'trained':>11} {'U':>11}")
         for r in vs["per_parameter"]:
-            lines.append(f"    {r['parameter']:<24} {r['extracted']:11.4g} {r['trained']:11.4g} "
+            lines.append(f"    {r['parameter']:<24} {_n(r['extracted'], '11.4g')} {_n(r['trained'], '11.4g')} "
                          f"{_n(r['bound'], '11.4g')}")
     if E and E["mapping"]["approximations"]:
         lines.append("  extracted → family approximations: " + "; ".join(E["mapping"]["approximations"]))
@@ -323,8 +326,11 @@ def ladder_html(result: dict) -> str:
                            f"{E['minus_bound']['ci95'] and [round(v, 3) for v in E['minus_bound']['ci95']]}; "
                            f"gates rejected: {', '.join(E['rejected']) or 'none'}"
                            + ("" if E["applicable"] else "; not applicable"))))
+    if E and E.get("surrogate_itself"):
+        rows.insert(3, ("extracted surrogate itself (its own optax transformation)", _ci_html(E["surrogate_itself"]),
+                        _e(f"mapping into the family costs {_n(E['mapping_cost']['mean'], '+.3f')} nats")))
     if vs:
-        rows.insert(3, (_e(f"family meta-trained from the extracted member ({vs['meta_steps']} meta-steps)"),
+        rows.insert(4 if E and E.get("surrogate_itself") else 3, (_e(f"family meta-trained from the extracted member ({vs['meta_steps']} meta-steps)"),
                         _ci_html(vs), _e(f"Δ vs U {_n(vs['minus_bound']['mean'], '+.3f')}")))
     rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
               "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
@@ -369,8 +375,8 @@ def format_round_trip(result: dict) -> list[str]:
         lines.append(f"  #{r['member']} {r['kind']:<30} momentum {mark['momentum']} (slowest β "
                      f"{'ok' if c['momentum']['slowest_beta'] else 'FAIL'}, shares "
                      f"{'ok' if c['momentum']['shares'] else 'FAIL'}), clipping {mark['clipping']}, schedule "
-                     f"{mark['schedule']}, adaptation {mark['adaptation']}; score {r['score']['original']:.3f} → "
-                     f"{r['score']['rebuilt']:.3f} ({_n(r['score']['difference'], '+.3f')}, "
+                     f"{mark['schedule']}, adaptation {mark['adaptation']}; score {_n(r['score']['original'], '.3f')} → "
+                     f"{_n(r['score']['rebuilt'], '.3f')} ({_n(r['score']['difference'], '+.3f')}, "
                      f"{'ok' if r['score']['passed'] else 'FAIL'})"
                      + (f"; gates rejected {', '.join(r['gates_rejected'])}" if r.get("gates_rejected") else ""))
     return lines
@@ -399,7 +405,7 @@ def round_trip_html(result: dict) -> str:
                      cell(c["schedule"]["passed"]) + _e(f" (max error {c['schedule']['max_error']:.3f} nats)"),
                      cell(c["adaptation"]["passed"]) + _e(f" (p {c['adaptation']['original']['p']:.3f} → "
                                                          f"{c['adaptation']['rebuilt']['p']:.3f})"),
-                     cell(sc["passed"]) + _e(f" ({sc['original']:.3f} → {sc['rebuilt']:.3f})"),
+                     cell(sc["passed"]) + _e(f" ({_n(sc['original'], '.3f')} → {_n(sc['rebuilt'], '.3f')})"),
                      _e(", ".join(r.get("gates_rejected") or []) or "none")))
     tol = rt["tolerances"]
     return (f"<p>Round trip: random members of the mechanism family read as black boxes by lorex.mechanisms, "
@@ -408,7 +414,8 @@ def round_trip_html(result: dict) -> str:
                       "score (mean log loss)", "gates rejected"), rows))
 
 
-LADDER_RUNGS = (("learned", "learned L", "tab:red"), ("extracted", "extracted (gated, as a family member)", "k"),
+LADDER_RUNGS = (("learned", "learned L", "tab:red"), ("surrogate_itself", "extracted surrogate (gated) itself", "0.4"),
+                ("extracted", "extracted, as a family member", "k"),
                 ("extracted_vs_trained", "family trained from extracted", "tab:gray"),
                 ("mechanism_bound", "mechanism bound U", "tab:blue"), ("best_baseline", "best baseline B", "tab:green"))
 
@@ -427,7 +434,7 @@ def ladder_figure(results, stem) -> list[Path]:
     for ax, r in zip(axes[0], results):
         labels = []
         for key, label, color in LADDER_RUNGS:
-            rung = r.get(key)
+            rung = (r.get("extracted") or {}).get(key) if key == "surrogate_itself" else r.get(key)
             if not rung:
                 continue
             y = len(labels)

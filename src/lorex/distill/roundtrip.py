@@ -197,7 +197,8 @@ def round_trip(family, *, n_members: int = 4, seed: int = 0, horizon: int | None
         mll = [B.per_seed_mll(c) for c in B.evaluate_members([p0, rebuilt], [F.full_mask()] * 2, family,
                                                               test_keys, T)]
         d = mll[1] - mll[0]
-        score = {"original": float(np.mean(mll[0])), "rebuilt": float(np.mean(mll[1])),
+        score = {"original": float(np.mean(mll[0])), "rebuilt": float(np.mean(mll[1])),  # +inf: a run diverged
+                 "diverged": [int(np.sum(~np.isfinite(m))) for m in mll],
                  "difference": float(np.mean(d)) if np.isfinite(d).all() else None}
         score["passed"] = score["difference"] is not None and abs(score["difference"]) <= TOLERANCES["score"]
         row.update(rebuilt=F.describe(rebuilt), comparison=cmp_, score=score, gates_rejected={k: parts["gates"][k]["reason"] for k in parts["rejected"]},
