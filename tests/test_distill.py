@@ -178,12 +178,20 @@ def _fake_benchmark(steps, test_seeds):
 
 def test_distill_end_to_end_tiny(tmp_path):
     family = tasks.make("linreg", steps=30)
+    from lorex.distill.bound import FamilyConfig
+
+    fc = FamilyConfig(steps=2, val_every=1, val_batch=4, seeds=(0,), batch=4)
     r = distill(_tiny_optimizer(), family, test_seeds=8, benchmark=_fake_benchmark(30, 8), progress=False,
-                analysis_runs=2, n_boot=200)
+                analysis_runs=2, n_boot=200, bound=True, family_config=fc)
+    ext, vs = r["extracted"], r["extracted_vs_trained"]  # the extracted rung beside the ladder
+    assert set(ext["gates"]) == set(r["surrogate"]["gates"]) and ext["rejected"] == r["surrogate"]["rejected"]
+    assert vs["meta_steps"] == 2 and vs["per_parameter"]
     assert {"task", "optimizer", "steps", "seed", "test_seeds", "tuning_seeds", "surrogate", "performance",
             "explained_fraction", "ablations", "references", "learned_lens", "notes", "findings",
             "wall_seconds"} <= set(r)
-    assert set(r["surrogate"]) == {"momentum", "clipping", "schedule", "adaptation", "parameters"}
+    assert set(r["surrogate"]) == {"momentum", "clipping", "schedule", "adaptation", "parameters", "gates",
+                                   "gate_thresholds", "applicable", "rejected", "not_applicable_reason"}
+    assert set(r["surrogate"]["gates"]) == {"momentum", "clipping", "schedule", "adaptation"}
     assert r["performance"]["best_baseline"] == "adam"
     assert {"value", "se", "ci95", "method"} <= set(r["explained_fraction"])
     assert [a["removed"] for a in r["ablations"] if a["model"] == "surrogate"] == [
@@ -194,7 +202,7 @@ def test_distill_end_to_end_tiny(tmp_path):
         assert {"state_layout", "momentum", "clipping", "schedule", "adaptation", "surrogate"} <= set(ref)
     assert len(r["performance"]["rows"]["surrogate"]["curve_mean"]) == 31
     json.dumps(r, allow_nan=False)
-    assert r["findings"] and "distill" in format_table(r)
+    assert r["findings"] and "distill" in format_table(r) and "extracted" in format_table(r)
     h = distill_html(r)
     assert "<table>" in h and "<script" not in h.lower() and "http" not in h
     paths = distill_figure(r, tmp_path / "distill_linreg")

@@ -219,7 +219,13 @@ def test_cli_distill_flags_reach_the_api(monkeypatch, capsys):
     monkeypatch.setattr(lorex.distill, "format_table", lambda r: "TABLE")
     assert main(["distill", "--optimizer", "linreg", "--bound-only", "--family-steps", "7"]) == 0
     (_, k), = calls
-    assert k["bound"] is True and k["surrogate"] is False and k["family_steps"] == 7
+    assert k["bound"] is True and k["surrogate"] is False and k["family_steps"] == 7 and k["round_trip"] == 0
+    calls.clear()
+    assert main(["distill", "--optimizer", "linreg", "--round-trip", "2"]) == 0
+    assert calls[0][1]["round_trip"] == 2
+    with pytest.raises(SystemExit) as e:
+        main(["distill", "--optimizer", "linreg", "--round-trip", "-1"])
+    assert e.value.code == 2 and "round-trip" in capsys.readouterr().err
     calls.clear()
     assert main(["distill", "--optimizer", "linreg", "--no-bound"]) == 0
     assert calls[0][1]["bound"] is False and calls[0][1]["surrogate"] is True

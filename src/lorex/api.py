@@ -144,14 +144,15 @@ def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = F
 def distill_optimizer(optimizer: str | Path, *, task: str | None = None, task_overrides: dict | None = None,
                       seed: int = 0, test_seeds: int = 128, tuning_seeds: int | None = None,
                       progress: bool = True, bound: bool = True, surrogate: bool = True,
-                      family_steps: int | None = None) -> dict:
+                      family_steps: int | None = None, round_trip: int = 0) -> dict:
     """A mechanistic surrogate of a learned optimizer and how much of its advantage it explains (``lorex
     distill``); a JSON-ready dict (:func:`lorex.distill.format_table` prints it, :func:`lorex.distill.distill_figure`
     draws it). ``task`` default: the one the optimizer's optimizer.json names (a registered name only).
 
     ``bound``: also meta-train the mechanism family and report the ladder learned / mechanism bound / best baseline,
     the gap closed and the leave-one-out table (:mod:`lorex.distill.bound`; ``family_steps`` overrides the task's
-    meta-steps); ``surrogate=False``: only that ladder, without the extracted surrogate."""
+    meta-steps); ``surrogate=False``: only that ladder, without the extracted surrogate. ``round_trip``: that many
+    random mechanism-family members through the extraction and back (:func:`lorex.distill.roundtrip.round_trip`)."""
     from lorex import lopt
     from lorex import tasks as tasks_mod
     from lorex.baselines import DEFAULT_OPTIMIZERS
@@ -174,6 +175,7 @@ def distill_optimizer(optimizer: str | Path, *, task: str | None = None, task_ov
 
         family_config = default_family_config(family, **({} if family_steps is None else {"steps": family_steps}))
     result = distill((params, config), family, seed=seed, test_seeds=test_seeds, tuning_seeds=tuning_seeds,
-                     progress=progress, bound=bound, surrogate=surrogate, family_config=family_config)
+                     progress=progress, bound=bound, surrogate=surrogate, family_config=family_config,
+                     round_trip=round_trip)
     result["optimizer"]["source"] = str(optimizer)
     return result

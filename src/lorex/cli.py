@@ -21,6 +21,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lorex: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _nonnegative_int(field):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: an integer >= 0)") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
+        return v
+
+    return parse
+
+
 def _positive_int(field):
     def parse(text):
         try:
@@ -226,20 +239,24 @@ def cmd_distill(args) -> int:
     """``lorex distill``: print the table; with ``--out`` write distill.json and the figure there."""
     from lorex import io
     from lorex.api import distill_optimizer
-    from lorex.distill import distill_figure, format_table
+    from lorex.distill import distill_figure, format_table, ladder_figure
 
     _check_out(args.out)
     if args.no_bound and args.bound_only:
         raise LorexError("--bound-only", "given with --no-bound", ["one of them"])
     result = distill_optimizer(args.optimizer, task=args.task, task_overrides=_overrides(args.set), seed=args.seed,
                                test_seeds=args.test_seeds, tuning_seeds=args.tuning_seeds, bound=not args.no_bound,
-                               surrogate=not args.bound_only, family_steps=args.family_steps)
+                               surrogate=not args.bound_only, family_steps=args.family_steps,
+                               round_trip=0 if args.bound_only else args.round_trip)
+    if args.out:  # the numbers first: a failure drawing them loses nothing
+        io.save_json(Path(args.out) / "distill.json", result)
     print(format_table(result))
     print(f"wall time {result['wall_seconds']['total']:.1f} s")
     if args.out:
         out = Path(args.out)
-        io.save_json(out / "distill.json", result)
         paths = [] if args.bound_only else distill_figure(result, out / f"distill_{result['task']}")
+        if "mechanism_bound" in result:
+            paths += ladder_figure(result, out / f"distill_ladder_{result['task']}")
         for p in [out / "distill.json", *paths]:
             print(f"wrote {p}", file=sys.stderr)
     return 0
@@ -310,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the ladder learned / mechanism bound / best baseline, without the extracted surrogate")
     d.add_argument("--family-steps", type=_positive_int("family-steps"), default=None,
                    help="meta-steps of the mechanism family (default: the task's)")
+    d.add_argument("--round-trip", type=_nonnegative_int("round-trip"), default=4,
+                   help="random mechanism-family members put through the extraction and back (0: none; default 4, "
+                        "one of each kind)")
     d.set_defaults(func=cmd_distill)
     return p
 

@@ -16,10 +16,12 @@ from lorex.distill.lens import (
            lens_from_analysis,
            reference_lens,
 )
+from lorex.distill.roundtrip import round_trip
 from lorex.distill.present import (
            distill_figure,
            distill_html,
            format_table,
+           ladder_figure,
 )
 from lorex.distill.surrogate import (
            MECHANISMS,
@@ -38,9 +40,11 @@ __all__ = [
            "distill_html",
            "explained_fraction",
            "format_table",
+           "ladder_figure",
            "lens_from_analysis",
            "per_seed_mll",
            "reference_lens",
+           "round_trip",
            "scale_by_mechanisms",
            "surrogate_optimizer",
 ]

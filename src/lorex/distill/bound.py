@@ -365,6 +365,22 @@ def shipped_family(task: str):
     return load_family(path) if path.is_file() else None
 
 
+def family_task_config(family, horizon: int, task_config: meta.MetaConfig | None = None) -> meta.MetaConfig:
+    """The meta-training config the family is trained with: ``task_config`` (default: the task's policy's
+    meta-training defaults; a family without a policy gets the generic ones) with its unroll set to ``horizon``
+    (a truncation that does not divide it is dropped)."""
+    if task_config is None:
+        defaults = meta.task_defaults(family)
+        if defaults.get("truncation") and horizon % defaults["truncation"]:
+            defaults["truncation"] = None
+        task = getattr(family, "name", type(family).__name__)
+        task_config = meta.MetaConfig(task=str(task), **{**defaults, "unroll": int(horizon)})
+    task_config = dataclasses.replace(task_config, unroll=int(horizon))
+    if task_config.truncation is not None and horizon % task_config.truncation:
+        task_config = dataclasses.replace(task_config, truncation=None)
+    return task_config
+
+
 def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.MetaConfig | None = None,
                     config: FamilyConfig | None = None, seed: int = 0, leave_one_out: bool = True,
                     n_boot: int = N_BOOT, progress=None, trained: dict | None = None) -> dict:
@@ -385,14 +401,7 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
     t0 = time.perf_counter()
     task = getattr(family, "name", type(family).__name__)
     T = int(benchmark["steps"])
-    if task_config is None:  # the family's meta-training defaults (its policy's), on the benchmark's horizon
-        defaults = meta.task_defaults(family)
-        if defaults.get("truncation") and T % defaults["truncation"]:
-            defaults["truncation"] = None
-        task_config = meta.MetaConfig(task=str(task), **{**defaults, "unroll": T})
-    task_config = dataclasses.replace(task_config, unroll=T,
-                                      truncation=None if task_config.truncation and T % task_config.truncation
-                                      else task_config.truncation)
+    task_config = family_task_config(family, T, task_config)
     config = config or default_family_config(family)
     walls = {}
     say = progress or (lambda m: None)

@@ -139,7 +139,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
             benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
             steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
             n_boot: int = N_BOOT, references: bool = True, bound: bool = False, family_config=None,
-            surrogate: bool = True, family_trained: dict | None = None) -> dict:
+            surrogate: bool = True, family_trained: dict | None = None, round_trip: int = 0) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
@@ -155,6 +155,9 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     ``leave_one_out``, and ``mechanism_family`` (how it was trained); with ``family_trained`` (a
     :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.  ``surrogate=False`` skips the extracted
     surrogate (analysis, ablations, references): the result then holds the benchmark's task data and the ladder only.
+    With the ladder and the surrogate, ``extracted`` (the surrogate as a family member) and, unless
+    ``family_trained`` is given (evaluation only), ``extracted_vs_trained`` (the family meta-trained from it) are added.  ``round_trip`` > 0: that many random family members through the
+    extraction and back (:func:`lorex.distill.roundtrip.round_trip`), as ``round_trip``.
     """
     t_start = time.perf_counter()
     walls = {}
@@ -289,6 +292,24 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         },
     }
     result.update(ladder)
+    if "mechanism_bound" in ladder:
+        from lorex.distill.extracted import extracted_rung
+
+        t0 = time.perf_counter()
+        _say(progress, f"{task}: the extracted surrogate as a family member" +
+             ("" if family_trained is not None else ", and the family meta-trained from it"))
+        result["extracted"], result["extracted_vs_trained"] = extracted_rung(
+            family, benchmark, sur, parts, ladder, config=family_config, seed=seed, n_boot=n_boot,
+            train=family_trained is None, fit_range=lens.fit_range, surrogate_losses=cur_s,
+            progress=lambda m: _say(progress, f"{task}: from extracted: {m}"))
+        walls["extracted"] = time.perf_counter() - t0
+    if round_trip:
+        from lorex.distill.roundtrip import round_trip as _round_trip
+
+        t0 = time.perf_counter()
+        result["round_trip"] = _round_trip(family, n_members=int(round_trip), seed=seed, horizon=T,
+                                           progress=lambda m: _say(progress, f"{task}: {m}"))
+        walls["round_trip"] = time.perf_counter() - t0
     result["findings"] = findings(result)
     walls["total"] = time.perf_counter() - t_start
     result["wall_seconds"] = walls
@@ -360,6 +381,13 @@ def _fmt(x, spec=".3g"):
 def findings(result: dict) -> list[str]:
     """Plain sentences: how much the surrogate explains, which mechanism matters most, what the references show."""
     out = []
+    parts = result["surrogate"]
+    if parts.get("applicable") is False:
+        out.append(f"The extracted surrogate is not applicable: {parts.get('not_applicable_reason')}; its numbers "
+                   "below are shown but support no statement.")
+    for k in parts.get("rejected", []):
+        g = parts["gates"][k]
+        out.append(f"The extracted {k} failed its fit-quality gate ({g['reason']}) and is dropped to {g['neutral']}.")
     ef, perf = result["explained_fraction"], result["performance"]
     best = perf["best_baseline"]
     gap, gap_se = ef["baseline_minus_learned"], ef["baseline_minus_learned_se"]

@@ -84,6 +84,7 @@ def build_surrogate(lens: Lens, horizon: int) -> tuple[S.Surrogate, dict]:
         s_info = {"derived": False, "note": "α_eff(h*) <= 0 or α_eff along the autonomous run not finite: σ ≡ 1"}
     s_info.update(initial=float(sched[0]), peak=float(np.max(sched)), final=float(sched[-1]),
                   peak_step=int(np.argmax(sched)), steps=int(len(sched) - 1))
+    gates = {"momentum": S.gate_momentum(m_info)}
     grid, ratio, a_info = S.adaptation_ratio(lens.sc_grads, lens.sc_alpha, lens.sc_ok, lens.sc_zero_alpha)
     slow = [abs(b) for b, k in zip(betas, m_info["modes"]) if not k["kind"].startswith("residual")]
     fallback = float(max(slow)) if slow else 0.0
@@ -101,13 +102,36 @@ def build_surrogate(lens: Lens, horizon: int) -> tuple[S.Surrogate, dict]:
                       "ρ and the bias correction fitted (log space) to α_eff under constant gradients ±g_ref from h0 "
                       "relative to the autonomous run, over the horizon; g_ref = the S-curve grid points at the "
                       "20/50/80 % quantiles of those in the range of gradients met")
+    gates["adaptation"] = S.gate_adaptation(a_info)
+    if not gates["adaptation"]["passed"]:
+        a_info["rejected"] = gates["adaptation"]["reason"]
+        grid, ratio, rho, bias = np.ones(1), np.ones(1), fallback, False
+    # the schedule's gate: σ(t)·a(r)·Σ c_i = α_eff(h_t^auto)·α_eff(h*(g*))/α_eff(h*(0)) at small gradients, so with the
+    # adaptation on α_eff(h*) cancels and the normalisation that matters is the S-curve's zero point α_eff(h*(0))
+    if a_info["derived"] and gates["adaptation"]["passed"] and s_info["derived"]:
+        gates["schedule"] = S.gate_schedule(auto / a_info["zero_alpha_eff"], True,
+                                            normalised_by="α_eff(h*(0)) (the adaptation's zero point)")
+    else:
+        gates["schedule"] = S.gate_schedule(sched, s_info["derived"], normalised_by="α_eff(h*)")
+    if not gates["schedule"]["passed"]:
+        sched = np.ones_like(auto)
+        s_info["rejected"] = gates["schedule"]["reason"]
     shifted = grid * np.sqrt(max(rho, S.RHO_GRID[0]))
     sur = S.Surrogate(betas, weights, "none", float("inf"), sched, shifted, ratio, rho, bias)
     kind, thr, c_info = S.fit_clipping(lens.clip_grads, lens.clip_updates,
                                        within_step=sur.first_step_factor(lens.clip_grads))
+    gates["clipping"] = S.gate_clipping(c_info)
+    if not gates["clipping"]["passed"]:
+        c_info["rejected"] = gates["clipping"]["reason"]
+        kind, thr = "none", float("inf")
     sur = dataclasses.replace(sur, clip_kind=kind, clip_threshold=thr)
+    applicable = gates["momentum"]["passed"]
     info = {"momentum": m_info, "clipping": {"kind": kind, "threshold": thr if np.isfinite(thr) else None, **c_info},
-            "schedule": s_info, "adaptation": a_info, "parameters": sur.to_json()}
+            "schedule": s_info, "adaptation": a_info, "parameters": sur.to_json(),
+            "gates": {k: gates[k] for k in S.MECHANISMS}, "gate_thresholds": dict(S.GATES),
+            "applicable": applicable,
+            "rejected": [k for k in S.MECHANISMS if not gates[k]["passed"]],
+            "not_applicable_reason": None if applicable else gates["momentum"]["reason"]}
     return sur, info
 
 

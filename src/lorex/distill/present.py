@@ -37,6 +37,15 @@ def format_ladder(result: dict) -> list[str]:
              f"  {'mechanism bound U':<30} {_ci(U)}  (seed {U.get('member_seed')}, trained as "
              f"{U.get('trained_as', 'bound')}, from {U.get('start')}, best meta-step {U.get('best_meta_step')})",
              f"  {'best baseline B (' + B['name'] + ')':<30} {_ci(B)}"]
+    E = result.get("extracted")
+    if E:
+        d = E["minus_bound"]
+        lines.append(f"  {'extracted (as a family member)':<30} {_ci(E)}  (− U: "
+                     f"{_n(d['mean'], '+.3f')} {d['ci95'] and [round(v, 3) for v in d['ci95']]}; gates rejected: "
+                     f"{', '.join(E['rejected']) or 'none'}{'' if E['applicable'] else '; NOT APPLICABLE'})")
+        if E.get("surrogate_itself"):
+            lines.append(f"  {'extracted surrogate itself':<30} {_ci(E['surrogate_itself'])}  (mapping into the "
+                         f"family costs {_n(E['mapping_cost']['mean'], '+.3f')} nats)")
     g = result["gap_closed"]
     if g.get("reported"):
         ci = g["ci95"] and f"[{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}]"
@@ -57,6 +66,17 @@ def format_ladder(result: dict) -> list[str]:
             d = "n/a" if r.get("delta_vs_bound") is None else (
                 f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
             lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
+    vs = result.get("extracted_vs_trained")
+    if vs:
+        lines.append(f"  family meta-trained from the extracted member ({vs['meta_steps']} meta-steps): {_ci(vs)}  "
+                     f"(− U {_n(vs['minus_bound']['mean'], '+.3f')}, − extracted "
+                     f"{_n(vs['minus_extracted']['mean'], '+.3f')})")
+        lines.append(f"    {'parameter':<24} {'extracted':>11} {'trained':>11} {'U':>11}")
+        for r in vs["per_parameter"]:
+            lines.append(f"    {r['parameter']:<24} {_n(r['extracted'], '11.4g')} {_n(r['trained'], '11.4g')} "
+                         f"{_n(r['bound'], '11.4g')}")
+    if E and E["mapping"]["approximations"]:
+        lines.append("  extracted → family approximations: " + "; ".join(E["mapping"]["approximations"]))
     if fc:
         secs = fam.get("wall_seconds", {}).get("meta_training")
         how = (f"meta-training {secs:.1f} s" if secs is not None else
@@ -94,6 +114,7 @@ def format_table(result: dict) -> str:
                  f"{p['schedule']['peak_step']} final {p['schedule']['final']:.3g}; adaptation "
                  f"a∈[{_n(p['adaptation'].get('ratio_min'))}, {_n(p['adaptation'].get('ratio_max'))}] "
                  f"ρ={p['adaptation']['rate']['rho']:.4g}")
+    lines += _gate_lines(p)
     for name, r in result["references"].items():
         s = r["surrogate"]
         lines.append(f"reference {name:<9} β_eff={_n((r['momentum']['heavy_ball'] or {}).get('beta'), '.3f')} "
@@ -101,8 +122,22 @@ def format_table(result: dict) -> str:
                      f"final/peak {_n(r['schedule']['autonomous']['final_over_peak'], '.3f')}; own surrogate {_n(s['mean_log_loss'], '.3f')} "
                      f"vs itself {_n(s['own_mean_log_loss'], '.3f')}")
     lines += format_ladder(result)
+    lines += format_round_trip(result)
     lines += [f"finding: {f}" for f in result["findings"]]
     return "\n".join(lines)
+
+
+def _gate_lines(parts: dict) -> list[str]:
+    """One line per fit-quality gate of the extracted surrogate (none for results written before the gates)."""
+    gates = parts.get("gates")
+    if not gates:
+        return []
+    out = [f"fit-quality gates ({'all passed' if not parts.get('rejected') else 'rejected: ' + ', '.join(parts['rejected']) + ' (dropped to neutral)'}"
+           f"{'' if parts.get('applicable', True) else '; surrogate NOT APPLICABLE: ' + str(parts.get('not_applicable_reason'))}):"]
+    for k, g in gates.items():
+        out.append(f"  {k:<11} {'pass' if g['passed'] else 'REJECT'}  {g['criterion']}; value {_n(g['value'], '.4g')}"
+                   + ("" if g["passed"] else f" — {g['reason']} → {g['neutral']}"))
+    return out
 
 
 def distill_figure(result: dict, stem) -> list[Path]:
@@ -241,6 +276,14 @@ def distill_html(result: dict) -> str:
     rows.append(("adaptation", _e("from the S-curve" if a.get("derived") else a.get("note", "")),
                  _e(f"a ∈ [{_n(a.get('ratio_min'))}, {_n(a.get('ratio_max'))}], ρ = {a['rate']['rho']:.4g}")))
     parts.append(_table(("part", "kind", "value"), rows))
+    if p.get("gates"):
+        parts.append("<p>Fit-quality gates of the extracted surrogate (a factor that fails is dropped to its neutral "
+                     "value, never used" + ("" if p.get("applicable", True) else
+                                             f"; the surrogate is <b>not applicable</b>: "
+                                             f"{_e(p.get('not_applicable_reason'))}") + "):</p>")
+        parts.append(_table(("factor", "gate", "value", "verdict"), [
+            (_e(k), _e(g["criterion"]), _n(g["value"], ".4g"),
+             "pass" if g["passed"] else _e(f"rejected: {g['reason']} → {g['neutral']}")) for k, g in p["gates"].items()]))
     rows = []
     for name, r in result["references"].items():
         rows.append((_e(name), _e(", ".join(f"{k} = {v:.4g}" for k, v in r["hyperparameters"].items())),
@@ -258,6 +301,7 @@ def distill_html(result: dict) -> str:
                      f"through the same lens) was not run here: <code>lorex distill --optimizer {_e(result['task'])}"
                      "</code> runs it.</p>")
     parts.append(ladder_html(result))
+    parts.append(round_trip_html(result))
     return "\n".join(parts)
 
 
@@ -275,6 +319,19 @@ def ladder_html(result: dict) -> str:
     rows = [("learned L", _ci_html(L), ""), ("mechanism bound U (trained family)", _ci_html(U),
                                               _e(", ".join(f"{k} = {v}" for k, v in U.get("natural", {}).items()))),
             (_e(f"best tuned baseline B ({B['name']})"), _ci_html(B), "")]
+    E, vs = result.get("extracted"), result.get("extracted_vs_trained")
+    if E:
+        rows.insert(2, ("extracted surrogate (as a family member)", _ci_html(E),
+                        _e(f"Δ vs U {_n(E['minus_bound']['mean'], '+.3f')} "
+                           f"{E['minus_bound']['ci95'] and [round(v, 3) for v in E['minus_bound']['ci95']]}; "
+                           f"gates rejected: {', '.join(E['rejected']) or 'none'}"
+                           + ("" if E["applicable"] else "; not applicable"))))
+    if E and E.get("surrogate_itself"):
+        rows.insert(3, ("extracted surrogate itself (its own optax transformation)", _ci_html(E["surrogate_itself"]),
+                        _e(f"mapping into the family costs {_n(E['mapping_cost']['mean'], '+.3f')} nats")))
+    if vs:
+        rows.insert(4 if E and E.get("surrogate_itself") else 3, (_e(f"family meta-trained from the extracted member ({vs['meta_steps']} meta-steps)"),
+                        _ci_html(vs), _e(f"Δ vs U {_n(vs['minus_bound']['mean'], '+.3f')}")))
     rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
               "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
                            f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"))
@@ -282,10 +339,122 @@ def ladder_html(result: dict) -> str:
     gap = (f"gap closed (B − U)/(B − L) = <b>{g['value']:.2f}</b> (95 % interval "
            f"{_e(g['ci95'] and [round(v, 2) for v in g['ci95']])})" if g.get("reported")
            else f"gap closed not reported: {_e(g.get('note', ''))}")
-    return ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
-            f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
-            + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
+    out = ("<p>Mechanism bound: the four known mechanisms as one trainable optimizer, meta-trained on this task "
+           f"(mean log loss, 95 % paired-bootstrap intervals over the test seeds); {gap}.</p>"
+           + _table(("optimizer", "mean log loss [95 % interval]", "parameters / Δ"), rows))
+    if vs:
+        out += ("<p>Extracted vs trained parameters (the family meta-trained from the extracted member; U's value "
+                "beside):</p>" + _table(("parameter", "extracted", "trained", "U"), [
+                    (_e(r["parameter"]), _n(r["extracted"], ".4g"), _n(r["trained"], ".4g"), _n(r["bound"], ".4g"))
+                    for r in vs["per_parameter"]]))
+    if E and E["mapping"]["approximations"]:
+        out += ("<p class='small'>Extracted → family approximations: " +
+                _e("; ".join(E["mapping"]["approximations"])) + "</p>")
+    return out
 
 
 def _verdicts(r: dict) -> str:
     return ", ".join(_e(f["verdict"]) for f in r.get("findings", []))
+
+
+def format_round_trip(result: dict) -> list[str]:
+    """The round trip (random family members → extraction → family) as lines; none without one."""
+    rt = result.get("round_trip")
+    if not rt:
+        return []
+    tol = rt["tolerances"]
+    lines = [f"round trip ({len(rt['members'])} random family members on {rt['task']}, T = {rt['horizon']}; "
+             f"tolerances: β ±{tol['beta']}, shares ±{tol['weight_share']}, schedule ±{tol['schedule']} nats, "
+             f"log τ ±{tol['tau']}, p ±{tol['p']}, log(1 − ρ) ±{tol['rho_timescale']}, score ±{tol['score']} nats):"]
+    for r in rt["members"]:
+        if "error" in r:
+            lines.append(f"  #{r['member']} {r['kind']:<30} extraction failed: {r['error']}")
+            continue
+        c = r["comparison"]
+        mark = {k: ("ok" if c[k]["passed"] else "FAIL") for k in c}
+        lines.append(f"  #{r['member']} {r['kind']:<30} momentum {mark['momentum']} (slowest β "
+                     f"{'ok' if c['momentum']['slowest_beta'] else 'FAIL'}, shares "
+                     f"{'ok' if c['momentum']['shares'] else 'FAIL'}), clipping {mark['clipping']}, schedule "
+                     f"{mark['schedule']}, adaptation {mark['adaptation']}; score {_n(r['score']['original'], '.3f')} → "
+                     f"{_n(r['score']['rebuilt'], '.3f')} ({_n(r['score']['difference'], '+.3f')}, "
+                     f"{'ok' if r['score']['passed'] else 'FAIL'})"
+                     + (f"; gates rejected {', '.join(r['gates_rejected'])}" if r.get("gates_rejected") else ""))
+    return lines
+
+
+def round_trip_html(result: dict) -> str:
+    """The round-trip table as an HTML fragment ('' without one)."""
+    rt = result.get("round_trip")
+    if not rt:
+        return ""
+
+    def cell(ok):
+        return "pass" if ok else "<b>fail</b>"
+
+    rows = []
+    for r in rt["members"]:
+        if "error" in r:
+            rows.append((str(r["member"]), _e(r["kind"]), _e(f"extraction failed: {r['error']}"), "", "", "", "", ""))
+            continue
+        c, sc = r["comparison"], r["score"]
+        rows.append((str(r["member"]), _e(r["kind"]),
+                     cell(c["momentum"]["passed"]) + _e(f" (β {[round(b, 3) for b in c['momentum']['original']['betas']]}"
+                                                       f" → {[round(b, 3) for b in c['momentum']['rebuilt']['betas']]})"),
+                     cell(c["clipping"]["passed"]) + _e(f" (τ {c['clipping']['original']:.3g} → "
+                                                       f"{c['clipping']['rebuilt']:.3g})"),
+                     cell(c["schedule"]["passed"]) + _e(f" (max error {c['schedule']['max_error']:.3f} nats)"),
+                     cell(c["adaptation"]["passed"]) + _e(f" (p {c['adaptation']['original']['p']:.3f} → "
+                                                         f"{c['adaptation']['rebuilt']['p']:.3f})"),
+                     cell(sc["passed"]) + _e(f" ({_n(sc['original'], '.3f')} → {_n(sc['rebuilt'], '.3f')})"),
+                     _e(", ".join(r.get("gates_rejected") or []) or "none")))
+    tol = rt["tolerances"]
+    return (f"<p>Round trip: random members of the mechanism family read as black boxes by lorex.mechanisms, "
+            f"extracted, mapped back into the family and compared (tolerances {_e(tol)}).</p>"
+            + _table(("member", "mechanisms", "momentum", "clipping", "schedule", "adaptation",
+                      "score (mean log loss)", "gates rejected"), rows))
+
+
+LADDER_RUNGS = (("learned", "learned L", "tab:red"), ("surrogate_itself", "extracted surrogate (gated) itself", "0.4"),
+                ("extracted", "extracted, as a family member", "k"),
+                ("extracted_vs_trained", "family trained from extracted", "tab:gray"),
+                ("mechanism_bound", "mechanism bound U", "tab:blue"), ("best_baseline", "best baseline B", "tab:green"))
+
+
+def ladder_figure(results, stem) -> list[Path]:
+    """The ladder L / extracted / U / B (and the family trained from the extracted member) per task: points with
+    their 95 % paired-bootstrap intervals on a mean-log-loss axis, one panel per task; PNG and PDF.  ``results``: one
+    :func:`lorex.distill.distill` result with a ladder, or a list of them."""
+    from lorex.plotting import plt, save
+
+    results = [results] if isinstance(results, dict) else list(results)
+    results = [r for r in results if "mechanism_bound" in r]
+    if not results:
+        raise ValueError("no result with a mechanism-bound ladder")
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        labels = []
+        for key, label, color in LADDER_RUNGS:
+            rung = (r.get("extracted") or {}).get(key) if key == "surrogate_itself" else r.get(key)
+            if not rung:
+                continue
+            y = len(labels)
+            name = label + (f" ({rung['name']})" if key == "best_baseline" else "")
+            if rung.get("mean") is None:
+                ax.text(0.02, y, f"diverged on {rung.get('diverged')} test seeds", transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=7)
+            else:
+                lo, hi = rung["ci95"]
+                ax.errorbar([rung["mean"]], [y], xerr=[[rung["mean"] - lo], [hi - rung["mean"]]], fmt="o",
+                            color=color, capsize=3, ms=6)
+                ax.annotate(f"{rung['mean']:.2f}", (rung["mean"], y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=7)
+            labels.append(name)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel("mean log loss (lower is better), 95 % interval")
+        g = r.get("gap_closed", {})
+        gap = (f"gap closed {g['value']:.2f}" if g.get("reported") else "gap closed: n/a")
+        ax.set_title(f"{r['task']} ({r['test_seeds']} test seeds): {gap}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, stem)

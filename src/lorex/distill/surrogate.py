@@ -45,6 +45,15 @@ MAX_MODES = 3
 CLIP_MARGIN = 0.01  # a clipping nonlinearity must beat the straight line by this much relative RMS error
 REAL_TOL = 1e-9  # |Im λ| <= REAL_TOL·max(1, |λ|): a real mode (the same rule as lorex.report.analyze)
 MECHANISMS = ("momentum", "clipping", "schedule", "adaptation")
+# Fit-quality gates (:func:`gate_schedule`, :func:`gate_adaptation`, :func:`gate_clipping`, :func:`gate_momentum`): a
+# factor that fails its gate is dropped to its neutral value (σ ≡ 1, a ≡ 1, φ(g) = g) with the reason recorded; a
+# surrogate whose momentum gate fails is marked not applicable.
+GATES = {
+    "schedule_max_ratio": 100.0,  # σ(t) = α_eff(h_t^auto)/α_eff(h*) must lie in [1/100, 100]: outside, h* is degenerate
+    "adaptation_max_floored_fraction": 0.1,  # at most 10 % of the S-curve ratios may be floored (negative α_eff)
+    "adaptation_max_rms_log_error": 0.5,  # the rate ρ's fit: RMS error of log α_eff ratio, nats
+    "clipping_max_relative_error": 0.5,  # the chosen clipping fit's relative RMS error
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -394,3 +403,64 @@ def fit_adaptation_rate(relax_ratio, g_ref, grid, ratio, *, fallback: float = 0.
     return rho, bool(bias), {"fitted": True, "g_ref": sorted(set(g_ref.tolist())), "steps": int(K), "fits": fits,
                              "bias_correction": bool(bias), "rms_log_error": f["rms_log_error"],
                              "timescale": float(-1.0 / np.log(rho)) if 0 < rho < 1 else 0.0}
+
+
+# --------------------------------------------------------------------------------------------- fit-quality gates
+
+
+def _gate(passed: bool, criterion: str, value, threshold, neutral: str, reason: str | None = None) -> dict:
+    return {"passed": bool(passed), "criterion": criterion, "value": None if value is None else float(value),
+            "threshold": threshold, "neutral": neutral, "reason": None if passed else reason}
+
+
+def gate_schedule(schedule, derived: bool, *, max_ratio: float = GATES["schedule_max_ratio"],
+                  normalised_by: str = "α_eff(h*)") -> dict:
+    """The autonomous α_eff relative to the point the surrogate normalises it by (``schedule``: α_eff(h_t^auto)/α_eff
+    at that point) must be finite and within [1/max_ratio, max_ratio] at every step; otherwise the normalisation point
+    is degenerate (on Rosenbrock σ(0) ≈ 4508 said h* sat where α_eff is ~0, not that the rate fell 4508×)."""
+    crit = f"α_eff(h_t^auto)/{normalised_by} finite and in [1/{max_ratio:g}, {max_ratio:g}] at every step"
+    if not derived:
+        return _gate(True, crit, None, max_ratio, "σ ≡ 1", None) | {"note": "not derived: σ ≡ 1 already"}
+    s = np.asarray(schedule, np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        return _gate(False, crit, None, max_ratio, "σ ≡ 1", "σ(t) is not finite or not positive at some step "
+                     "(α_eff(h*) <= 0 or the autonomous α_eff changes sign)")
+    worst = float(np.max(np.abs(np.log(s))))
+    return _gate(worst <= np.log(max_ratio), crit, float(np.exp(worst)), max_ratio, "σ ≡ 1",
+                 f"max(σ, 1/σ) = {np.exp(worst):.4g} > {max_ratio:g}: the normalisation point h* is degenerate")
+
+
+def gate_adaptation(a_info: dict, *, max_floored: float = GATES["adaptation_max_floored_fraction"],
+                    max_error: float = GATES["adaptation_max_rms_log_error"]) -> dict:
+    """The S-curve ratio must be floored (α_eff(h*(g*)) <= 0) at no more than ``max_floored`` of its points, and
+    the rate ρ's fit (where fitted) must have RMS log error <= ``max_error`` nats."""
+    crit = (f"floored S-curve points <= {max_floored:.0%} and the rate fit's RMS log error <= {max_error:g} nats")
+    thr = {"max_floored_fraction": max_floored, "max_rms_log_error": max_error}
+    if not a_info.get("derived"):
+        return _gate(True, crit, None, thr, "a ≡ 1", None) | {"note": "not derived: a ≡ 1 already"}
+    frac = a_info["n_floored"] / max(1, a_info["n_points"])
+    if frac > max_floored:
+        return _gate(False, crit, frac, thr, "a ≡ 1", f"the S-curve ratio is floored to 0 at {a_info['n_floored']} "
+                     f"of {a_info['n_points']} points ({frac:.0%} > {max_floored:.0%})")
+    err = a_info.get("rate", {}).get("rms_log_error")
+    if err is not None and not (np.isfinite(err) and err <= max_error):
+        return _gate(False, crit, err, thr, "a ≡ 1", f"the rate fit's RMS log error {err:.4g} > {max_error:g} nats")
+    return _gate(True, crit, err, thr, "a ≡ 1")
+
+
+def gate_clipping(c_info: dict, *, max_error: float = GATES["clipping_max_relative_error"]) -> dict:
+    """The chosen clipping fit (tanh, hard, or the straight line) must have relative RMS error <= ``max_error``."""
+    crit = f"the chosen fit's relative RMS error <= {max_error:g}"
+    err = c_info.get("error")
+    if err is None:
+        return _gate(True, crit, None, max_error, "φ(g) = g") | {"note": "nothing fitted: φ(g) = g already"}
+    return _gate(bool(np.isfinite(err) and err <= max_error), crit, err, max_error, "φ(g) = g",
+                 f"the {c_info.get('chosen')} fit's relative RMS error {err:.4g} > {max_error:g}")
+
+
+def gate_momentum(m_info: dict) -> dict:
+    """α_eff(h*) = Σ Re c_i must be finite and positive; otherwise the surrogate descends nowhere: not applicable."""
+    a = m_info.get("alpha_eff")
+    ok = a is not None and bool(np.isfinite(a) and a > 0)
+    return _gate(ok, "α_eff(h*) = Σ α_i finite and > 0", a, 0.0, "none (the surrogate is not applicable)",
+                 f"α_eff(h*) = {a} is not positive: the surrogate would not descend")

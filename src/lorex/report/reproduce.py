@@ -21,7 +21,7 @@ from lorex import tasks as tasks_mod
 from lorex.baselines import DEFAULT_OPTIMIZERS
 from lorex.benchmark import format_table, run_benchmark
 from lorex.errors import LorexError
-from lorex.distill import distill, distill_figure
+from lorex.distill import distill, distill_figure, ladder_figure
 from lorex.distill.bound import shipped_family as shipped_mechanism_family
 from lorex.report import figures as F
 from lorex.report import html
@@ -239,6 +239,8 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                             progress=progress, steps=steps, references=False, bound=shipped_family is not None,
                             family_trained=shipped_family)
         paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
+        if "mechanism_bound" in distilled:
+            paths["ladder"] = ladder_figure(distilled, fig_dir / f"{task}_7_ladder")
         walls["distill"] = time.perf_counter() - t0
         png_paths[task] = {k: v[0] for k, v in paths.items()}
         results["figures"][task] = {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()}
