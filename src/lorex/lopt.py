@@ -121,11 +121,16 @@ def _gru_bwd(res, dh1):
     da_n = dh1 * (1.0 - z) * (1.0 - n * n)
     da_z = dh1 * (h - n) * z * (1.0 - z)
     da_r = da_n * hn * r * (1.0 - r)
-    dgx = jnp.concatenate([da_z, da_r, da_n], axis=-1)
+    # ∂a_h = [∂a_z, ∂a_r, r ∂a_n]; ∂a_x = ∂a_h + [0, 0, e] with e = (1 − r) ∂a_n (∂a_x is never built)
     dgh = jnp.concatenate([da_z, da_r, da_n * r], axis=-1)
-    dcell = {"w_x": x.T @ dgx, "w_h": h.T @ dgh, "b_x": jnp.sum(dgx, axis=0), "b_h": jnp.sum(dgh, axis=0)}
+    e = da_n - da_n * r
+    n_ = slice(2 * e.shape[-1], None)  # the candidate gate's block
+    b_h = jnp.sum(dgh, axis=0)
+    dcell = {"w_x": (x.T @ dgh).at[:, n_].add(x.T @ e), "w_h": h.T @ dgh,
+             "b_x": b_h.at[n_].add(jnp.sum(e, axis=0)), "b_h": b_h}
     dh = dh1 * z + dgh @ cell["w_h"].T
-    return dcell, dh.reshape(shape), (dgx @ cell["w_x"].T).reshape(*shape[:-1], D)
+    dx = dgh @ cell["w_x"].T + e @ cell["w_x"][:, n_].T
+    return dcell, dh.reshape(shape), dx.reshape(*shape[:-1], D)
 
 
 gru_cell_fast_vjp.defvjp(_gru_fwd, _gru_bwd)
