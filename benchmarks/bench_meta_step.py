@@ -15,7 +15,8 @@ Before/after mode:  python benchmarks/bench_meta_step.py --before OLD/src [--con
 an earlier commit) on the same configs. Each side runs in its own process (its own ``lorex``); the two processes
 take meta-steps in turn (before, after, before, …), so a machine shared with other jobs slows both alike, and the
 ratio is of the medians. Both start from the same initial state and see the same problem keys; the table gives the
-largest relative difference of their parameters after the last step, and each process's peak resident memory.
+largest difference of their parameters (relative to the largest parameter) after the first and after the last
+meta-step, and each process's peak resident memory (VmHWM, compilation included).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def worker(name: str) -> None:
     t0 = time.perf_counter()
     params, opt_state, loss = step(params, opt_state, meta.step_keys(cfg, 0))
     jax.block_until_ready(loss)
-    print(json.dumps({"compile_and_first": time.perf_counter() - t0}), flush=True)
+    print(json.dumps({"compile_and_first": time.perf_counter() - t0,
+                      "params": [float(v) for v in ravel_pytree(params)[0]]}), flush=True)
     i = 1
     for line in sys.stdin:
         if line.strip() != "step":
@@ -141,14 +143,14 @@ def worker(name: str) -> None:
 def compare(before_src: str, names: list[str], repeat: int) -> list[str]:
     here = str(Path(__file__).resolve().parents[1] / "src")
     rows = ["| config | before s/step | after s/step | speed-up | before peak RSS MiB | after peak RSS MiB | "
-            "max rel. param difference |", "|---|---|---|---|---|---|---|"]
+            "max rel. param difference after 1 / after all meta-steps |", "|---|---|---|---|---|---|---|"]
     for name in names:
-        procs = {}
+        procs, first = {}, {}
         for side, src in (("before", before_src), ("after", here)):
             env = {**os.environ, "PYTHONPATH": src}
             procs[side] = subprocess.Popen([sys.executable, __file__, "--worker", name], env=env, text=True,
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            json.loads(procs[side].stdout.readline())  # compiled (one side at a time: compiles do not overlap)
+            first[side] = json.loads(procs[side].stdout.readline())  # compiled (one side at a time)
         times = {side: [] for side in procs}
         for _ in range(repeat):
             for side, p in procs.items():
@@ -161,12 +163,14 @@ def compare(before_src: str, names: list[str], repeat: int) -> list[str]:
             p.stdin.flush()
             end[side] = json.loads(p.stdout.readline())
             p.wait()
-        a, b = (jnp.asarray(end[s]["params"]) for s in ("before", "after"))
-        rel = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+        def rel(d):
+            a, b = (jnp.asarray(d[s]["params"]) for s in ("before", "after"))
+            return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+
         tb, ta = statistics.median(times["before"]), statistics.median(times["after"])
         line = (f"| {name} ({COMPARE_CONFIGS[name][0]} {COMPARE_CONFIGS[name][1] or 'defaults'}) | {tb:.3f} | "
                 f"{ta:.3f} | {tb / ta:.2f}× | {end['before']['peak_rss_mib']:.0f} | "
-                f"{end['after']['peak_rss_mib']:.0f} | {rel:.1e} |")
+                f"{end['after']['peak_rss_mib']:.0f} | {rel(first):.1e} / {rel(end):.1e} |")
         print(line, flush=True)
         rows.append(line)
     return rows

@@ -2,8 +2,9 @@
 
 Meta-objective per problem (``objective``): ``log``  L = (1/T) Σ_{t=1..T} log(f_t / f_0);
 ``ratio``  L = (1/T) Σ f_t / f_0;  ``final``  L = log(f_T / f_0). Averaged over a batch of problems (vmap, split
-over a device mesh when there are several devices). The unroll is :func:`lorex.evaluate.run` with the learned
-optimizer's transformation, so meta-training and evaluation execute the same code. The meta-optimizer is optax
+over a device mesh when there are several devices). The unroll (:func:`fused_batch_objective`) computes what
+:func:`lorex.evaluate.run` with the learned optimizer's transformation computes, with the same cell, features and
+readout (:mod:`lorex.lopt`), arranged for speed; tests check it against that reference. The meta-optimizer is optax
 Adam with global-norm clipping and a cosine-decaying rate, wrapped in ``optax.apply_if_finite``: a meta-step whose
 loss, gradient or updated parameters are not finite is skipped and counted. The best parameters by validation loss
 are kept; a run whose best validation never beats its starting point (or whose every step was skipped) fails with
