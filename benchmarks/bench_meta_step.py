@@ -9,6 +9,14 @@ Run by hand (not in CI):  python benchmarks/bench_meta_step.py [--tasks ...] [--
   but counts a scan body once, not T times;
 * utilization: achieved GRU FLOP/s over the peak float32 matmul FLOP/s measured in the same process just before;
 * memory: XLA's memory analysis of the compiled step (temporaries + arguments + outputs).
+
+Before/after mode:  python benchmarks/bench_meta_step.py --before OLD/src [--configs default paper32 linreg32]
+[--repeat 10]  times this checkout's meta-step against another checkout's (``OLD/src``, e.g. a ``git worktree`` of
+an earlier commit) on the same configs. Each side runs in its own process (its own ``lorex``); the two processes
+take meta-steps in turn (before, after, before, …), so a machine shared with other jobs slows both alike, and the
+ratio is of the medians. Both start from the same initial state and see the same problem keys; the table gives the
+largest difference of their parameters (relative to the largest parameter) after the first and after the last
+meta-step, and each process's peak resident memory (VmHWM, compilation included).
 """
 
 from __future__ import annotations
@@ -16,8 +24,13 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -85,8 +98,90 @@ def bench(task: str, hidden: int, remat: bool, batch: int, repeat: int, unroll: 
             "memory_bytes": mem}
 
 
+# Before/after configs: name -> default_config arguments (the task's shipped defaults, then these).
+COMPARE_CONFIGS = {
+    "default": ("two_moons", {}),  # two moons as shipped: GRU-16, 8 problems, first order
+    "paper32": ("two_moons", {"hidden": 32, "batch": 32}),  # two moons GRU-32, 32 problems, first order
+    "linreg32": ("linreg", {"hidden": 32, "batch": 32}),  # second order
+    "linreg256": ("linreg", {"hidden": 256, "batch": 32}),
+}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(name: str) -> None:
+    """One side of the before/after comparison: compile, then one meta-step per line read from stdin."""
+    task, fields = COMPARE_CONFIGS[name]
+    cfg = meta.default_config(task, **fields)
+    st = meta.init_state(cfg)
+    step = meta.make_meta_step(cfg, cfg.family())
+    params, opt_state = st.params, st.opt_state
+    t0 = time.perf_counter()
+    params, opt_state, loss = step(params, opt_state, meta.step_keys(cfg, 0))
+    jax.block_until_ready(loss)
+    print(json.dumps({"compile_and_first": time.perf_counter() - t0,
+                      "params": [float(v) for v in ravel_pytree(params)[0]]}), flush=True)
+    i = 1
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t = time.perf_counter()
+        params, opt_state, loss = step(params, opt_state, meta.step_keys(cfg, i))
+        jax.block_until_ready((params, loss))
+        print(json.dumps({"seconds": time.perf_counter() - t}), flush=True)
+        i += 1
+    flat = [float(v) for v in ravel_pytree(params)[0]]
+    print(json.dumps({"params": flat, "peak_rss_mib": peak_rss_mib()}), flush=True)
+
+
+def compare(before_src: str, names: list[str], repeat: int) -> list[str]:
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    rows = ["| config | before s/step | after s/step | speed-up | before peak RSS MiB | after peak RSS MiB | "
+            "max rel. param difference after 1 / after all meta-steps |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        procs, first = {}, {}
+        for side, src in (("before", before_src), ("after", here)):
+            env = {**os.environ, "PYTHONPATH": src}
+            procs[side] = subprocess.Popen([sys.executable, __file__, "--worker", name], env=env, text=True,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            first[side] = json.loads(procs[side].stdout.readline())  # compiled (one side at a time)
+        times = {side: [] for side in procs}
+        for _ in range(repeat):
+            for side, p in procs.items():
+                p.stdin.write("step\n")
+                p.stdin.flush()
+                times[side].append(json.loads(p.stdout.readline())["seconds"])
+        end = {}
+        for side, p in procs.items():
+            p.stdin.write("quit\n")
+            p.stdin.flush()
+            end[side] = json.loads(p.stdout.readline())
+            p.wait()
+        def rel(d):
+            a, b = (jnp.asarray(d[s]["params"]) for s in ("before", "after"))
+            return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+
+        tb, ta = statistics.median(times["before"]), statistics.median(times["after"])
+        line = (f"| {name} ({COMPARE_CONFIGS[name][0]} {COMPARE_CONFIGS[name][1] or 'defaults'}) | {tb:.3f} | "
+                f"{ta:.3f} | {tb / ta:.2f}× | {end['before']['peak_rss_mib']:.0f} | "
+                f"{end['after']['peak_rss_mib']:.0f} | {rel(first):.1e} / {rel(end):.1e} |")
+        print(line, flush=True)
+        rows.append(line)
+    return rows
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        return worker(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", metavar="SRC", help="before/after mode: the src folder of the checkout to compare")
+    ap.add_argument("--configs", nargs="+", default=["default", "paper32", "linreg32"], choices=sorted(COMPARE_CONFIGS))
     ap.add_argument("--tasks", nargs="+", default=["linreg", "rosenbrock", "two_moons"])
     ap.add_argument("--hidden", nargs="+", type=int, default=[32, 64, 128, 256])
     ap.add_argument("--remat", nargs="+", default=["on", "off"], choices=["on", "off"])
@@ -98,6 +193,15 @@ def main():
                     help="task overrides to sweep, one run each (e.g. n=5,m=10 n=50,m=100)")
     ap.add_argument("--md", help="append a markdown table to this file")
     args = ap.parse_args()
+    if args.before:
+        head = (f"before/after: {args.repeat} meta-steps each, taken in turn; backend {jax.default_backend()}, "
+                f"{os.cpu_count()} CPU(s), jax {jax.__version__}")
+        print(head, flush=True)
+        rows = compare(args.before, args.configs, args.repeat)
+        if args.md:
+            with open(args.md, "a") as f:
+                f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+        return
     peak = matmul_peak(args.peak_n)
     dev = jax.devices()[0]
     head = (f"backend {jax.default_backend()} ({dev.device_kind}, {len(jax.devices())} device(s)), jax "

@@ -2,8 +2,9 @@
 
 Meta-objective per problem (``objective``): ``log``  L = (1/T) Σ_{t=1..T} log(f_t / f_0);
 ``ratio``  L = (1/T) Σ f_t / f_0;  ``final``  L = log(f_T / f_0). Averaged over a batch of problems (vmap, split
-over a device mesh when there are several devices). The unroll is :func:`lorex.evaluate.run` with the learned
-optimizer's transformation, so meta-training and evaluation execute the same code. The meta-optimizer is optax
+over a device mesh when there are several devices). The unroll (:func:`fused_batch_objective`) computes what
+:func:`lorex.evaluate.run` with the learned optimizer's transformation computes, with the same cell, features and
+readout (:mod:`lorex.lopt`), arranged for speed; tests check it against that reference. The meta-optimizer is optax
 Adam with global-norm clipping and a cosine-decaying rate, wrapped in ``optax.apply_if_finite``: a meta-step whose
 loss, gradient or updated parameters are not finite is skipped and counted. The best parameters by validation loss
 are kept; a run whose best validation never beats its starting point (or whose every step was skipped) fails with
@@ -24,12 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.ad_checkpoint import checkpoint_name
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from lorex import io, lopt, seeds, tasks
 from lorex.errors import LorexError, RunError, check_choice, check_finite, check_positive_int, check_seed
-from lorex.evaluate import LOG_FLOOR, run
+from lorex.evaluate import LOG_FLOOR, problem_and_params, run, step_view
 
 OBJECTIVES = ("log", "ratio", "final")
 RUN_FILE = "run.json"
@@ -193,8 +196,100 @@ def objective_from_losses(losses: jax.Array, objective: str) -> jax.Array:
     return jnp.log(jnp.maximum(ratio[-1], LOG_FLOOR))
 
 
-def batch_objective(params, keys, cfg: MetaConfig, family, horizon: int) -> jax.Array:
-    """Mean meta-objective over the problems of ``keys`` for learned-optimizer parameters ``params``."""
+def batch_objective(params, keys, cfg: MetaConfig, family, horizon: int, *, fused: bool = True) -> jax.Array:
+    """Mean meta-objective over the problems of ``keys`` for learned-optimizer parameters ``params``.
+
+    ``fused`` (default): :func:`fused_batch_objective`, the same value and meta-gradient (to float32 rounding)
+    computed faster; ``fused=False``: :func:`reference_batch_objective`, each problem unrolled by
+    :func:`lorex.evaluate.run` with the optax transformation (used where the fused form does not apply).
+    """
+    if fused and fusable(family, keys):
+        return fused_batch_objective(params, keys, cfg, family, horizon)
+    return reference_batch_objective(params, keys, cfg, family, horizon)
+
+
+def fusable(family, keys) -> bool:
+    """The fused unroll ravels each problem's parameters into one vector: every leaf must share one float dtype."""
+    shapes = jax.eval_shape(lambda k: problem_and_params(family, k)[1], keys[0])
+    dtypes = {leaf.dtype for leaf in jax.tree_util.tree_leaves(shapes)}
+    return len(dtypes) == 1 and jnp.issubdtype(dtypes.pop(), jnp.floating)
+
+
+def first_order_value_and_grad(loss_fn):
+    """``(f(x), ∇f(x))`` of ``loss_fn(x, data)`` (x a vector) whose derivative treats ∇f as a constant:
+    d f = ⟨∇f, dx⟩ and d(∇f) = 0 (first-order meta-gradients), so differentiating it reuses the gradient the
+    forward pass computed instead of differentiating the task again. ``data`` is treated as constant (in
+    meta-training it depends on the problem keys only)."""
+
+    @jax.custom_jvp
+    def value_and_grad(x, data):
+        return jax.value_and_grad(loss_fn)(x, data)
+
+    @value_and_grad.defjvp
+    def _jvp(primals, tangents):
+        x, data = primals
+        dx, _ = tangents
+        loss, g = value_and_grad(x, data)
+        return (loss, g), (jnp.dot(g, dx), jnp.zeros_like(g))
+
+    return value_and_grad
+
+
+TASK_SAVED = ("lorex_task_loss", "lorex_task_grad")  # what the rematerialized unroll keeps of each step
+
+
+def fused_batch_objective(params, keys, cfg: MetaConfig, family, horizon: int) -> jax.Array:
+    """:func:`reference_batch_objective` computed as one unroll of the whole batch.
+
+    The same maths: per problem, parameters x (raveled to a vector of N), per step (f_t, g_t) = (f, ∇f)(x_t),
+    (h, u) = :func:`lorex.lopt.step` (h, g_t), x_{t+1} = x_t + u; the objective from f_0…f_T. Differences, for
+    speed only: only the task is vmapped over problems, and the learned optimizer's step is applied once per time
+    step to the (problems × N) coordinates, with the cell's hand-written backward
+    (:func:`lorex.lopt.gru_cell_fast_vjp`); with ``first_order`` the loss's derivative reuses the gradient
+    (:func:`first_order_value_and_grad`); with ``remat`` each step's loss and gradient are stored, so the
+    backward pass recomputes the optimizer's step only, never the task.
+    """
+    config = cfg.lopt_config()
+    problems, x0 = jax.vmap(lambda k: problem_and_params(family, k))(keys)
+    flat0 = jax.vmap(lambda p: ravel_pytree(p)[0])(x0)
+    unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], x0))[1]
+    view = step_view(family)
+
+    def loss_fn(x, data):
+        return family.loss(unravel(x), data)
+
+    value_and_grad = first_order_value_and_grad(loss_fn) if cfg.first_order else jax.value_and_grad(loss_fn)
+    task = jax.vmap(lambda x, problem, t: value_and_grad(x, view(problem, t)), in_axes=(0, 0, None))
+
+    def body(carry, t):
+        x, h = carry
+        loss, g = task(x, problems, t)
+        loss, g = checkpoint_name(loss, TASK_SAVED[0]), checkpoint_name(g, TASK_SAVED[1])
+        h, u = lopt.step(params, config, h, g.astype(h.dtype), fast_vjp=True)  # dtypes as the optax transformation
+        return (x + u.astype(x.dtype), h), loss
+
+    if cfg.remat:
+        body = jax.checkpoint(body, policy=jax.checkpoint_policies.save_only_these_names(*TASK_SAVED))
+    h0 = jnp.asarray(params["h0"])
+    carry = (flat0, jnp.broadcast_to(h0, (*flat0.shape, h0.shape[-1])))
+    ts = jnp.arange(horizon)
+    truncation = cfg.truncation
+    if truncation is None or truncation >= horizon:
+        carry, losses = jax.lax.scan(body, carry, ts)
+    else:
+        def window(carry, ts_window):
+            return jax.lax.scan(body, jax.lax.stop_gradient(carry), ts_window)
+
+        carry, losses = jax.lax.scan(window, carry, ts.reshape(-1, truncation))
+        losses = losses.reshape(horizon, -1)
+    final = jax.vmap(lambda x, problem: loss_fn(x, view(problem, horizon)))(carry[0], problems)
+    losses = jnp.concatenate([losses.T, final[:, None]], axis=1)
+    return jnp.mean(jax.vmap(lambda f: objective_from_losses(f, cfg.objective))(losses))
+
+
+def reference_batch_objective(params, keys, cfg: MetaConfig, family, horizon: int) -> jax.Array:
+    """The meta-objective as written: each problem unrolled by :func:`lorex.evaluate.run` with the optax
+    transformation (vmapped over problems), autodiff throughout."""
     tx = lopt.learned_optimizer(params, cfg.lopt_config())
 
     def one(key):
