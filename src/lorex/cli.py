@@ -31,6 +31,7 @@ def _nonnegative_int(field):
             raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
         return v
 
+    parse.__name__ = field
     return parse
 
 
@@ -175,20 +176,6 @@ def _distributed_args(args) -> dict:
                          f"an integer from 0 to {args.num_processes - 1}")
     return {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
             "process_id": args.process_id}
-
-
-def _nonnegative_int(field):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: an integer >= 0)") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
-        return v
-
-    parse.__name__ = field
-    return parse
 
 
 def cmd_train(args) -> int:
