@@ -18,7 +18,7 @@ mom = tune("momentum", fam, seeds.keys(0, "tuning", 8), T)
 print("tuned momentum", mom.learning_rate, mom.second, f"{time.time() - t0:.0f}s", flush=True)
 start = B.start_from_baseline("momentum", {"learning_rate": mom.learning_rate, "momentum": mom.second})
 (start,) = B.set_clipping_threshold([start], fam, seeds.keys(0, "meta_train", 8), T, 3.0)
-fc = B.default_family_config("two_moons", steps=N, val_every=20)
+fc = B.default_family_config(fam, steps=N, val_every=20)
 tcfg = B.family_task_config(fam, T)
 tr = B.train_members(fam, tcfg, [start] * 3, [F.full_mask()] * 3, [0, 1, 2], fc,
                      progress=lambda m: print(m, f"{time.time() - t0:.0f}s", flush=True))
