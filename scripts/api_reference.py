@@ -37,25 +37,31 @@ def public_modules(package: str = "lorex") -> list[str]:
     return specs
 
 
-def resolve(dotted: str) -> bool:
-    """Whether ``a.b.c`` names an importable module or an attribute (or dataclass/NamedTuple field) inside one."""
+def _longest_module(dotted: str):
+    """(the longest importable module prefix of ``a.b.c``, the remaining names), or (None, all names)."""
     parts = dotted.split(".")
     for i in range(len(parts), 0, -1):
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
+            return importlib.import_module(".".join(parts[:i])), parts[i:]
         except Exception:
             continue
-        rest = parts[i:]
-        for j, p in enumerate(rest):
-            if hasattr(obj, p):
-                obj = getattr(obj, p)
-            elif j == len(rest) - 1 and (p in getattr(obj, "__dataclass_fields__", {})
-                                         or p in getattr(obj, "__annotations__", {})):
-                return True
-            else:
-                return False
-        return True
-    return False
+    return None, parts
+
+
+def resolve(dotted: str) -> bool:
+    """Whether ``a.b.c`` names an importable module or an attribute (or dataclass/NamedTuple field) inside one."""
+    obj, rest = _longest_module(dotted)
+    if obj is None:
+        return False
+    for j, p in enumerate(rest):
+        if hasattr(obj, p):
+            obj = getattr(obj, p)
+        elif j == len(rest) - 1 and (p in getattr(obj, "__dataclass_fields__", {})
+                                     or p in getattr(obj, "__annotations__", {})):
+            return True
+        else:
+            return False
+    return True
 
 
 def _docs(doc):
@@ -82,19 +88,13 @@ def broken_references(modules) -> list[str]:
 
 
 def _namedtuple(dotted: str) -> bool:
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except Exception:
-            continue
-        try:
-            for p in parts[i:]:
-                obj = getattr(obj, p)
-        except AttributeError:
-            return False
-        return isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
-    return False
+    obj, rest = _longest_module(dotted)
+    try:
+        for p in rest:
+            obj = getattr(obj, p)
+    except AttributeError:
+        return False
+    return obj is not None and isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
 
 
 def build(out: Path, modules: list[str] | None = None) -> list[str]:

@@ -30,6 +30,7 @@ import optax
 from lorex.errors import LorexError
 from lorex.evaluate import mean_log_loss, run
 from lorex.tasks import make, policy_of
+from lorex.tasks.base import task_name
 
 # name -> (factory(lr, second), name of the second hyperparameter or None, its default grid, its optax default)
 OPTIMIZERS = {
@@ -72,7 +73,7 @@ def default_grid(optimizer: str, family=None, per_decade: int = 4) -> Grid:
     policy = policy_of(make(family) if isinstance(family, str) else family)
     unknown = [k for k in policy.second_grids if k not in OPTIMIZERS]
     if unknown:
-        name = family if isinstance(family, str) else getattr(family, "name", type(family).__name__)
+        name = family if isinstance(family, str) else task_name(family)
         raise LorexError(f"{name}.policy.second_grids.{unknown[0]}",
                          "unknown optimizer", OPTIMIZERS)
     lo, hi = policy.lr_range

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from lorex import io, seeds
 from lorex.baselines import DEFAULT_OPTIMIZERS, default_tuning_seeds, tune
 from lorex.evaluate import evaluate_with_metrics, summarize, summarize_metrics
+from lorex.tasks.base import task_name
 
 
 def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
@@ -46,7 +47,7 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
                       **_stats(tx, family, test_keys, steps)}
         bar.update()
     bar.close()
-    return {"task": getattr(family, "name", type(family).__name__), "steps": steps, "seed": seed,
+    return {"task": task_name(family), "steps": steps, "seed": seed,
             "tuning_seeds": tuning_seeds, "test_seeds": test_seeds, "optimizers": rows,
             "warnings": all_warnings, "comparison": compare(rows)}
 

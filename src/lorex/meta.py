@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from lorex import io, lopt, seeds, tasks
 from lorex.errors import LorexError, RunError, check_choice, check_finite, check_positive_int, check_seed
 from lorex.evaluate import LOG_FLOOR, problem_and_params, run, step_view
+from lorex.tasks.base import task_name
 
 OBJECTIVES = ("log", "ratio", "final")
 RUN_FILE = "run.json"
@@ -164,7 +165,7 @@ def task_defaults(family) -> dict:
     defaults = dict(tasks.policy_of(family).meta_defaults)
     for k in defaults:
         if k not in _POLICY_FIELDS:
-            name = getattr(family, "name", type(family).__name__)
+            name = task_name(family)
             raise LorexError(f"{name}.policy.meta_defaults.{k}", "not a MetaConfig field a task may set",
                              _POLICY_FIELDS)
     return defaults

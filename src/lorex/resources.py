@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from lorex.errors import LorexError
+from lorex.tasks.base import task_name
 
 # Floats held per optimizee parameter while a run steps: parameters, gradient, update, plus the optimizer state.
 STATE_FLOATS = {"sgd": 3, "momentum": 4, "rmsprop": 4, "adam": 5}
@@ -57,7 +58,7 @@ def problem_sizes(family) -> tuple[int, int, int]:
     except LorexError:
         raise
     except Exception as e:
-        name = getattr(family, "name", type(family).__name__)
+        name = task_name(family)
         raise LorexError("task", f"sampling a {name} problem failed ({type(e).__name__}: {e})",
                          "a family whose sample/init work under jax.eval_shape") from None
     n = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(params))

@@ -33,6 +33,7 @@ from lorex import meta, seeds
 from lorex.distill import family as F
 from lorex.evaluate import LOG_FLOOR, mean_log_loss, problem_and_params, run, step_view
 from lorex.errors import LorexError
+from lorex.tasks.base import task_name
 
 N_BOOT = 2000
 
@@ -74,7 +75,7 @@ def default_family_config(family, **overrides) -> FamilyConfig:
     from lorex import tasks
 
     defaults = dict(tasks.policy_of(family).family_defaults)
-    name = getattr(family, "name", type(family).__name__)
+    name = task_name(family)
     fields = [f.name for f in dataclasses.fields(FamilyConfig)]
     for k in defaults:
         if k not in fields:
@@ -373,7 +374,7 @@ def family_task_config(family, horizon: int, task_config: meta.MetaConfig | None
         defaults = meta.task_defaults(family)
         if defaults.get("truncation") and horizon % defaults["truncation"]:
             defaults["truncation"] = None
-        task = getattr(family, "name", type(family).__name__)
+        task = task_name(family)
         task_config = meta.MetaConfig(task=str(task), **{**defaults, "unroll": int(horizon)})
     task_config = dataclasses.replace(task_config, unroll=int(horizon))
     if task_config.truncation is not None and horizon % task_config.truncation:
@@ -399,7 +400,7 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
         return {**out, "source": "a trained family, evaluated (nothing meta-trained here)",
                 **{k: trained.get(k) for k in ("family_config", "meta_objective", "meta_training_seconds")}}
     t0 = time.perf_counter()
-    task = getattr(family, "name", type(family).__name__)
+    task = task_name(family)
     T = int(benchmark["steps"])
     task_config = family_task_config(family, T, task_config)
     config = config or default_family_config(family)
@@ -479,7 +480,7 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
                      leave_one_out: bool = True) -> dict:
     """L, U, B, gap closed and leave-one-out on the benchmark's test seeds for the members of ``record``."""
     t1 = time.perf_counter()
-    task = getattr(family, "name", type(family).__name__)
+    task = task_name(family)
     T = int(benchmark["steps"])
     variants = [v for v in ("bound", *F.MECHANISMS) if v in record["variants"]
                 and (v == "bound" or leave_one_out)]

@@ -24,6 +24,7 @@ from lorex.errors import LorexError
 from lorex.evaluate import evaluate as _evaluate
 from lorex.evaluate import mean_log_loss
 from lorex.evaluate import run as _run
+from lorex.tasks.base import task_name
 
 N_BOOT = 2000
 LADDER_KEYS = ("learned", "mechanism_bound", "best_baseline", "gap_closed", "leave_one_out")
@@ -163,7 +164,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     walls = {}
     params, config, meta, label = _load(optimizer)
     family = _family(family, meta)
-    task = getattr(family, "name", type(family).__name__)
+    task = task_name(family)
     tx_learned = lopt.learned_optimizer(params, config)
     t0 = time.perf_counter()
     if benchmark is None:

@@ -29,6 +29,7 @@ from lorex.distill.extracted import to_family
 from lorex.distill.lens import build_surrogate, lens_from_analysis
 from lorex.errors import LorexError
 from lorex.lopt import RecurrentMap
+from lorex.tasks.base import task_name
 
 TOLERANCES = {
     "beta": 0.03,  # |Δβ| of each momentum mode (matched slowest to slowest)
@@ -215,7 +216,7 @@ def round_trip(family, *, n_members: int = 4, seed: int = 0, horizon: int | None
         summary[kind]["momentum"].update({f: int(sum(r["comparison"]["momentum"][f] for r in rs if "comparison" in r))
                                           for f in ("slowest_beta", "shares")})
         summary[kind]["errors"] = int(sum("error" in r for r in rs))
-    return {"task": getattr(family, "name", type(family).__name__), "horizon": T, "seed": seed,
+    return {"task": task_name(family), "horizon": T, "seed": seed,
             "members": rows, "summary": summary, "tolerances": dict(TOLERANCES),
             "method": "random family members read as black boxes by lorex.mechanisms, extracted (gated surrogate), "
                       "mapped back into the family, compared per mechanism and by score on the same test problems"}

@@ -22,6 +22,7 @@ from lorex import analysis as A
 from lorex import lopt, mechanisms as M, seeds
 from lorex.errors import LorexError
 from lorex.evaluate import problem_and_params
+from lorex.tasks.base import task_name
 
 MECHANISMS = M.MECHANISMS
 RULES = M.RULES
@@ -125,7 +126,7 @@ def analyze_map(rmap, family, *, task: str, seed: int = 0, options=None, progres
 def analyze_task(params, config: lopt.LOptConfig, family, *, seed: int = 0, options=None,
                  progress=None) -> TaskAnalysis:
     """:func:`analyze_map` on the learned optimizer (``params``, ``config``)."""
-    task = getattr(family, "name", type(family).__name__)
+    task = task_name(family)
     ta = analyze_map(lopt.recurrent_map(params, config), family, task=task, seed=seed, options=options,
                      progress=progress)
     ta.numbers["evidence"]["features"] = config.features

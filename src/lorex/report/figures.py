@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from lorex.plotting import COLORS, plot_curves, plt, save
+from lorex.tasks.base import task_name
 
 # ----------------------------------------------------------------------------------------- the paper's figures
 # Each takes the benchmark result or the (numbers, arrays) of :func:`lorex.report.analyze.analyze_task`.
@@ -59,7 +60,7 @@ def task_schematic(ax, family) -> None:
         ax.set_title(f"digits: CNN, {side}×{side} images, minibatches of {family.batch}", fontsize=9)
         ax.set_axis_off()
     else:
-        ax.text(0.5, 0.5, getattr(family, "name", type(family).__name__), ha="center", va="center")
+        ax.text(0.5, 0.5, task_name(family), ha="center", va="center")
         ax.set_axis_off()
 
 

@@ -110,13 +110,18 @@ DEFAULT_POLICY = TaskPolicy()
 """The generic policy: a family that declares none is tuned over 10^-5..10^1 on 32 seeds, with lorex's defaults."""
 
 
+def task_name(family) -> str:
+    """The family's registered name, or its type's name for a family that has none (a user's object)."""
+    return getattr(family, "name", type(family).__name__)
+
+
 def policy_of(family) -> TaskPolicy:
     """The family's declared ``policy``, or :data:`DEFAULT_POLICY` when it has none."""
     policy = getattr(family, "policy", None)
     if policy is None:
         return DEFAULT_POLICY
     if not isinstance(policy, TaskPolicy):
-        name = getattr(family, "name", type(family).__name__)
+        name = task_name(family)
         raise LorexError(f"{name}.policy", f"got {type(policy).__name__}",
                          "a lorex.tasks.TaskPolicy, or no policy attribute (the generic defaults)")
     return policy
