@@ -1,5 +1,7 @@
 """The mechanism family (lorex.distill.family): known optimizers are members; meta-training it (lorex.distill.bound)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -242,6 +244,9 @@ def test_shipped_families_load_and_their_bound_runs(task):
     if rec is None:
         pytest.skip(f"no mechanism family shipped for {task}")
     assert rec["task"] == task and set(rec["variants"]) == {"bound", *F.MECHANISMS}
+    # trained with the configuration `lorex distill` uses today (the task policy's defaults)
+    default = dataclasses.asdict(B.default_family_config(tasks.make(task)))
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in rec["family_config"].items()} == default
     if task != "linreg":
         return  # evaluating two moons takes long; linreg stands for the evaluation path
     fam = tasks.make(task)
