@@ -21,32 +21,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"lorex: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _nonnegative_int(field):
+def _int_at_least(field, low: int, allowed: str):
+    """An argparse type: an integer >= ``low``; otherwise a one-line error naming ``field`` and ``allowed``."""
     def parse(text):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: an integer >= 0)") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: an integer >= 0)")
+            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: {allowed})") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: {allowed})")
         return v
 
     parse.__name__ = field
     return parse
+
+
+def _nonnegative_int(field):
+    return _int_at_least(field, 0, "an integer >= 0")
 
 
 def _positive_int(field):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}: got {text!r} (allowed: a positive integer)") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"{field}: got {v} (allowed: a positive integer)")
-        return v
-
-    parse.__name__ = field
-    return parse
+    return _int_at_least(field, 1, "a positive integer")
 
 
 def _positive_float(field):
