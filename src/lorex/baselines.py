@@ -10,9 +10,10 @@ Two searches find it: ``"grid"`` evaluates every point on every seed (one compil
 quarter, adds seeds, and so on until the survivors have run on every seed, so the point it selects has the full
 objective and is the grid's whenever the grid's best survives the early rounds (checked per task in
 ``benchmarks/bench_tuning.py``; the halving search runs in chunks of a separately compiled program, so a run's
-objective equals the grid's to float32 rounding, which runs near divergence amplify). A best value on the edge of its grid is reported as a warning. When every grid
-point diverges the optimizer is reported as diverged (``Tuned.diverged``, a warning), at the grid point with the
-fewest diverged tuning runs, instead of failing (the halving search then runs the full grid to find that point).
+objective equals the grid's to float32 rounding, which runs near divergence amplify). A best value on the edge of
+its grid is reported as a warning. When every grid point diverges the optimizer is reported as diverged
+(``Tuned.diverged``, a warning), at the grid point with the fewest diverged tuning runs, instead of failing (the
+halving search then runs the full grid to find that point).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def _task_args(p, required=True):
 def _eval_args(p):
     p.add_argument("--steps", type=_positive_int("steps"), default=None, help="horizon (default: the task's)")
     p.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None,
-                   help="default 32 (16 for two_moons)")
+                   help="default: the task policy's (32; 16 for two_moons, 8 for digits)")
     p.add_argument("--test-seeds", type=_positive_int("test-seeds"), default=128)
     p.add_argument("--optimizers", nargs="+", default=None, help="baselines: sgd momentum rmsprop adam")
     p.add_argument("--search", choices=("halving", "grid"), default="halving",

@@ -184,12 +184,9 @@ def extracted_rung(family, benchmark: dict, sur: S.Surrogate, parts: dict, ladde
     mll = [B.per_seed_mll(c) for c in B.evaluate_members(members, masks, family, keys, T)]
     idx = np.random.default_rng(seed).integers(0, n_test, size=(n_boot, n_test))  # the ladder's resamples
 
-    def delta(a, b):
-        d = a - b
-        if not np.isfinite(d).all():
-            return {"mean": None, "ci95": None}
-        reps = d[idx].mean(axis=1)
-        return {"mean": float(d.mean()), "ci95": [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]}
+    def delta(a, b):  # paired: the same resampled seeds for both
+        d = B._interval(a - b, idx)
+        return {"mean": d["mean"], "ci95": d["ci95"]}
 
     ext = {**B._interval(mll[0], idx), "minus_bound": delta(mll[0], mll[1]),
            "applicable": parts.get("applicable", True), "gates": parts.get("gates"),
