@@ -44,8 +44,20 @@ class TaskFamily(Protocol):
     def loss(self, params: Any, problem: Any) -> jax.Array: ...
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_SCALARS = {"float": "a finite number", "int": "an integer", "bool": "true or false (True/False)",
+            "str": "a string"}
+
+
+def _scalar_ok(kind: str, v) -> bool:
+    if kind == "bool":
+        return isinstance(v, bool)
+    if isinstance(v, bool):
+        return False
+    if kind == "int":
+        return isinstance(v, int)
+    if kind == "float":
+        return isinstance(v, (int, float)) and math.isfinite(v)
+    return isinstance(v, str)
 
 
 def _frozen(v):
@@ -82,7 +94,8 @@ class TaskPolicy:
 
     def __post_init__(self):
         lr = self.lr_range
-        if not (isinstance(lr, (tuple, list)) and len(lr) == 2 and all(_number(v) for v in lr) and lr[0] < lr[1]):
+        if not (isinstance(lr, (tuple, list)) and len(lr) == 2 and all(_scalar_ok("float", v) for v in lr)
+                and lr[0] < lr[1]):
             raise LorexError("policy.lr_range", f"got {lr!r}",
                              "(lo, hi): two finite numbers with lo < hi, in decades, e.g. (-4.0, 0.0)")
         object.__setattr__(self, "lr_range", (float(lr[0]), float(lr[1])))
@@ -93,7 +106,7 @@ class TaskPolicy:
         if not isinstance(grids, Mapping) or not all(isinstance(k, str) for k in grids):
             raise LorexError("policy.second_grids", f"got {grids!r}", "a mapping {optimizer name: grid}")
         for k, g in grids.items():
-            if not (isinstance(g, (tuple, list)) and len(g) >= 1 and all(_number(v) for v in g)):
+            if not (isinstance(g, (tuple, list)) and len(g) >= 1 and all(_scalar_ok("float", v) for v in g)):
                 raise LorexError(f"policy.second_grids.{k}", f"got {g!r}", "a non-empty list of finite numbers")
         object.__setattr__(self, "second_grids",
                            types.MappingProxyType({k: tuple(float(v) for v in g) for k, g in grids.items()}))
@@ -188,22 +201,6 @@ def make_from_file(name, source: str, **overrides) -> TaskFamily:
             if isinstance(name, str) and ":" in name else ""
         raise LorexError(f"{source}: task", f"{name!r} is not a registered task{hint}", names())
     return make(name, **overrides)
-
-
-_SCALARS = {"float": "a finite number", "int": "an integer", "bool": "true or false (True/False)",
-            "str": "a string"}
-
-
-def _scalar_ok(kind: str, v) -> bool:
-    if kind == "bool":
-        return isinstance(v, bool)
-    if isinstance(v, bool):
-        return False
-    if kind == "int":
-        return isinstance(v, int)
-    if kind == "float":
-        return isinstance(v, (int, float)) and math.isfinite(v)
-    return isinstance(v, str)
 
 
 def check_value(field: str, annotation, value) -> None:
