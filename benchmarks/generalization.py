@@ -5,7 +5,8 @@
     python benchmarks/generalization.py --from-json rows.json     # the table again, from saved rows
 
 Every row is :func:`lorex.benchmark.run_benchmark` on ``lorex.tasks.make(task, **overrides)``: Adam tuned on the
-variant's tuning seeds (the task policy's count unless ``--tuning-seeds``) over its learning-rate × b1 grid, then Adam
+variant's tuning seeds (the task policy's count unless ``--tuning-seeds``) over its whole learning-rate × b1 grid
+(``search="grid"``: every point on every seed, as the table in BENCHMARKS.md was made), then Adam
 and ``lorex.load_optimizer(task)`` (the shipped reference, trained on the task's defaults with horizon 200) evaluated
 on the same test seeds (128, a stream disjoint from the tuning one). "margin" is (Adam − learned) / s.e. of the
 difference on the mean log loss (positive: the learned optimizer is better); a diverged run makes a mean infinite.
@@ -63,7 +64,7 @@ def row(task: str, name: str, overrides: dict, *, test_seeds: int, tuning_seeds:
     family = tasks.make(task, **overrides)
     t0 = time.perf_counter()
     res = run_benchmark(family, test_seeds=test_seeds, tuning_seeds=tuning_seeds, optimizers=("adam",),
-                        learned={"learned": lorex.load_optimizer(task)}, progress=False)
+                        learned={"learned": lorex.load_optimizer(task)}, progress=False, search="grid")
     opt = res["optimizers"]
     return {"task": task, "variant": name, "overrides": overrides, "steps": res["steps"],
             "tuning_seeds": res["tuning_seeds"], "test_seeds": res["test_seeds"],
