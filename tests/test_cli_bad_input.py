@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from lorex import io, lopt
+from lorex.errors import LorexError
 from lorex.cli import main
 from helpers import tiny_optimizer
 
@@ -270,3 +271,20 @@ def test_batch_not_dividing_devices_fails_before_writing(tmp_path):
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1 and "batch" in err and "2 devices" in err, err
     assert not out.exists()
+
+
+def test_halving_is_sized_by_its_chunks_not_the_whole_grid(monkeypatch):
+    """Successive halving runs HALVING_CHUNK runs at once: a grid x seeds too big to run at once (search=grid) still
+    fits under halving, while a seed count whose bookkeeping alone cannot fit is refused under both."""
+    from lorex import resources, tasks
+    from lorex.baselines import HALVING_CHUNK
+
+    family = tasks.make("linreg")
+    one_run = resources.evaluation_bytes(family, 1, family.steps, resources.STATE_FLOATS["adam"])
+    monkeypatch.setattr(resources, "available_bytes", lambda: 4 * HALVING_CHUNK * one_run)
+    kw = dict(optimizers=["adam"], tuning_seeds=64, test_seeds=8, steps=family.steps)
+    resources.check_benchmark(family, search="halving", **kw)
+    with pytest.raises(LorexError, match="tuning-seeds"):
+        resources.check_benchmark(family, search="grid", **kw)
+    with pytest.raises(LorexError, match="tuning-seeds"):
+        resources.check_benchmark(family, search="halving", **{**kw, "tuning_seeds": 10**12})

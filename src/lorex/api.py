@@ -13,14 +13,15 @@ from lorex.errors import LorexError
 
 
 def check_sizes(family, optimizers, *, tuning_seeds: int | None, test_seeds: int, steps: int | None = None,
-                learned_hidden=()) -> int:
-    """Refuse a tuning grid or evaluation that cannot fit in memory; returns the number of tuning seeds used."""
+                learned_hidden=(), search: str = "halving") -> int:
+    """Refuse a tuning search (``search``, as :func:`lorex.baselines.tune` runs it) or an evaluation that cannot fit
+    in memory; returns the number of tuning seeds used."""
     from lorex import resources
     from lorex.baselines import default_tuning_seeds
 
     n_tune = tuning_seeds or default_tuning_seeds(family)
     resources.check_benchmark(family, optimizers=optimizers, tuning_seeds=n_tune, test_seeds=test_seeds,
-                              steps=steps or family.steps, learned_hidden=list(learned_hidden))
+                              steps=steps or family.steps, learned_hidden=list(learned_hidden), search=search)
     return n_tune
 
 
@@ -104,7 +105,8 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
         weights, config, _ = load_members(dict(list(member_dirs(source).items())[:members]))
         transformations["learned"] = learned_optimizer(next(iter(weights.values())), config)
         hidden.append(config.hidden)
-    check_sizes(family, names, tuning_seeds=tuning_seeds, test_seeds=test_seeds, steps=steps, learned_hidden=hidden)
+    check_sizes(family, names, tuning_seeds=tuning_seeds, test_seeds=test_seeds, steps=steps, learned_hidden=hidden,
+                search=search)
     t0 = time.perf_counter()
     result = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds, optimizers=names,
                            learned=transformations, steps=steps, progress=progress, search=search)

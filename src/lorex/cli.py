@@ -122,7 +122,8 @@ def cmd_tune(args) -> int:
 
     family = _family(args)
     names = baseline_names(args.optimizers)
-    n_tune = check_sizes(family, names, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps)
+    n_tune = check_sizes(family, names, tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, steps=args.steps,
+                         search=args.search)
     keys = seeds.keys(args.seed, "tuning", n_tune)
     for n in names:
         t = tune(n, family, keys, args.steps, search=args.search)
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     r = sub.add_parser("reproduce", help="the paper's figures and numbers for every task, as report.html")
-    r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons; digits runs when named")
+    r.add_argument("--tasks", nargs="+", default=None, help="default: linreg rosenbrock two_moons digits")
     r.add_argument("--retrain", action="store_true", help="meta-train each optimizer from scratch first")
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--tuning-seeds", type=_positive_int("tuning-seeds"), default=None)

@@ -84,15 +84,21 @@ def learned_floats(hidden: int) -> float:
 
 
 def check_benchmark(family, *, optimizers, tuning_seeds: int, test_seeds: int, steps: int,
-                    learned_hidden: list[int] = (), grid_size=None) -> None:
-    """Refuse a tuning grid or an evaluation that cannot fit in memory (``grid_size(name)`` -> grid points)."""
-    from lorex.baselines import default_grid
+                    learned_hidden: list[int] = (), grid_size=None, search: str = "halving") -> None:
+    """Refuse a tuning grid or an evaluation that cannot fit in memory (``grid_size(name)`` -> grid points).
+
+    ``search="grid"`` runs every grid point on every tuning seed at once; ``"halving"`` runs them in compiled chunks
+    of :data:`lorex.baselines.HALVING_CHUNK` runs, so that is what has to fit."""
+    from lorex.baselines import HALVING_CHUNK, default_grid
 
     for opt in optimizers:
         g = grid_size(opt) if grid_size else _grid_points(default_grid(opt, family))
-        need = evaluation_bytes(family, g * tuning_seeds, steps, STATE_FLOATS.get(opt, 5))
-        check("tuning-seeds", need, f"fewer --tuning-seeds (the {opt} grid runs {g} points x {tuning_seeds} seeds "
-              "at once), a smaller task (--set) or fewer --steps")
+        runs = g * tuning_seeds if search == "grid" else min(g * tuning_seeds, HALVING_CHUNK)
+        # plus, for halving, every run's key and objective, held for the whole search
+        need = evaluation_bytes(family, runs, steps, STATE_FLOATS.get(opt, 5)) + 16.0 * g * tuning_seeds
+        at_once = (f"the {opt} grid runs {g} points x {tuning_seeds} seeds at once" if search == "grid"
+                   else f"the {opt} search runs {runs} runs at once")
+        check("tuning-seeds", need, f"fewer --tuning-seeds ({at_once}), a smaller task (--set) or fewer --steps")
         check("test-seeds", evaluation_bytes(family, test_seeds, steps, STATE_FLOATS.get(opt, 5)),
               "fewer --test-seeds, a smaller task (--set) or fewer --steps")
     for h in learned_hidden:
