@@ -235,7 +235,7 @@ def test_cli_distill_flags_reach_the_api(monkeypatch, capsys):
     assert "--bound-only" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons"])
+@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons", "digits"])
 def test_shipped_families_load_and_their_bound_runs(task):
     from lorex import seeds, tasks
     from lorex.distill import bound as B

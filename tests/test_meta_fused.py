@@ -11,7 +11,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
-from lorex import lopt, meta
+from lorex import evaluate, lopt, meta
 
 
 def cell_args(key, lead, H, D, dtype=jnp.float32):
@@ -52,6 +52,8 @@ CONFIGS = {  # tiny versions of each task's shipped meta-training setting, and t
     "rosenbrock truncated first order": dict(task="rosenbrock", first_order=True, truncation=3, input_scale=0.01),
     "digits (minibatches) second order": dict(task="digits", task_overrides=(("channels", (2,)), ("batch", 2)),
                                               input_scale=10.0),
+    "digits log_final (final loss on the whole training part)": dict(
+        task="digits", task_overrides=(("channels", (2,)), ("batch", 2)), input_scale=10.0, objective="log_final"),
 }
 
 
@@ -105,3 +107,18 @@ def test_mixed_dtype_parameters_use_the_reference_unroll():
             return jnp.sum(params["a"] ** 2) + jnp.sum(params["b"].astype(jnp.float32) ** 2)
 
     assert not meta.fusable(Mixed(), meta.step_keys(meta.MetaConfig(batch=2), 0))
+
+
+def test_log_final_adds_the_whole_problem_final_loss():
+    """``log_final`` = ``log`` + log(f_T / f_0); for a stochastic family f_T is the final parameters' loss on the
+    whole training part (not one more minibatch), checked against the reference unroll's pieces."""
+    cfg, family, p, keys = setup("digits log_final (final loss on the whole training part)")
+    tx = lopt.learned_optimizer(p, cfg.lopt_config())
+    expected = []
+    for k in keys:
+        losses, x_final, problem = evaluate.unroll(tx, family, k, 6)
+        np.testing.assert_allclose(float(losses[-1]), float(family.loss(x_final, problem)), rtol=1e-6)
+        assert float(losses[-1]) != float(family.loss(x_final, family.minibatch(problem, 6)))
+        log_ratio = np.log(np.asarray(losses) / float(losses[0]))
+        expected.append(log_ratio[1:].mean() + log_ratio[-1])
+    np.testing.assert_allclose(float(meta.batch_objective(p, keys, cfg, family, 6)), np.mean(expected), rtol=1e-5)

@@ -95,9 +95,9 @@ BUILTIN = {
                             "val_every": 50, "val_batch": 16, "checkpoint_every": 50},
                       family={"steps": 200, "loo_seeds": (0,), "val_batch": 16}),
     "digits": dict(lr=(-3.0, 0.5, 15), tuning_seeds=8, second={"rmsprop": (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)},
-                   meta={"hidden": 16, "batch": 8, "input_scale": 10.0, "meta_lr": 1e-3, "steps": 150,
-                         "val_every": 25, "val_batch": 16, "checkpoint_every": 25},
-                   family={}),
+                   meta={"hidden": 16, "batch": 8, "input_scale": 10.0, "meta_lr": 1e-3, "steps": 300,
+                         "objective": "log_final", "val_every": 25, "val_batch": 16, "checkpoint_every": 25},
+                   family={"loo_seeds": (0,), "val_batch": 16}),
 }
 DEFAULT_SECOND = {"sgd": (0.0,), "momentum": (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.995),
                   "rmsprop": (0.5, 0.9, 0.99, 0.999, 0.9999), "adam": (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)}

@@ -91,7 +91,7 @@ def test_member_errors(population_dir):
     assert main(["train", *TINY_TRAIN, "--seed", "2", "--seeds", "0", "1", "--out", "/tmp/never"]) == 2
 
 
-@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons"])
+@pytest.mark.parametrize("task", ["linreg", "rosenbrock", "two_moons", "digits"])
 def test_shipped_populations_have_five_members_of_one_configuration(task):
     members = lopt.member_dirs(task)
     assert list(members) == [0, 1, 2, 3, 4] and members[0] == lopt.resolve_optimizer_dir(task)

@@ -66,7 +66,7 @@ def unroll(tx: optax.GradientTransformation, family, key: jax.Array, steps: int,
 
         carry, losses = jax.lax.scan(window, carry, ts.reshape(-1, truncation))
         losses = losses.reshape(-1)
-    final = family.loss(carry[0], view(problem, steps))
+    final = family.loss(carry[0], problem)  # the final parameters on the whole problem (see run)
     return jnp.concatenate([losses, final[None]]), carry[0], problem
 
 
@@ -74,8 +74,10 @@ def run(tx: optax.GradientTransformation, family, key: jax.Array, steps: int, *,
         truncation: int | None = None, first_order: bool = False) -> jax.Array:
     """Losses (steps + 1,) of one run of ``tx`` on the problem of ``key``; index 0 is before the first step.
 
-    Loss t is that of the parameters after t steps on the data of step t (:func:`step_view`; the same problem at
-    every step except for stochastic families). Differentiable in anything ``tx`` closes over (this is also the
+    Loss t < steps is that of the parameters after t steps on the data of step t (:func:`step_view`; the same
+    problem at every step except for stochastic families); the last, the final parameters' loss on the whole problem
+    (for a stochastic family its whole training part rather than one more minibatch: the final loss measures where
+    the run ended, not the noise of one minibatch). Differentiable in anything ``tx`` closes over (this is also the
     meta-training unroll). ``remat`` recomputes each step in the backward pass (``jax.checkpoint``) instead of
     storing it; ``truncation=K`` stops gradients through the carry every K steps (truncated backpropagation;
     ``steps`` must be a multiple of K); ``first_order`` treats the optimizee's gradients as constants in the

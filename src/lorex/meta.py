@@ -1,7 +1,9 @@
 """Meta-training: backpropagation through the unrolled optimization of a batch of sampled problems.
 
 Meta-objective per problem (``objective``): ``log``  L = (1/T) Σ_{t=1..T} log(f_t / f_0);
-``ratio``  L = (1/T) Σ f_t / f_0;  ``final``  L = log(f_T / f_0). Averaged over a batch of problems (vmap, split
+``ratio``  L = (1/T) Σ f_t / f_0;  ``final``  L = log(f_T / f_0);  ``log_final``  L = (1/T) Σ log(f_t / f_0) +
+log(f_T / f_0). f_t is the loss at step t on that step's data (:func:`lorex.evaluate.run`), and f_T that of the
+final parameters on the whole problem (for a stochastic family its whole training part). Averaged over a batch of problems (vmap, split
 over a device mesh when there are several devices). The unroll (:func:`fused_batch_objective`) computes what
 :func:`lorex.evaluate.run` with the learned optimizer's transformation computes, with the same cell, features and
 readout (:mod:`lorex.lopt`), arranged for speed; tests check it against that reference. The meta-optimizer is optax
@@ -35,7 +37,7 @@ from lorex.errors import LorexError, RunError, check_choice, check_finite, check
 from lorex.evaluate import LOG_FLOOR, problem_and_params, run, step_view
 from lorex.tasks.base import task_name
 
-OBJECTIVES = ("log", "ratio", "final")
+OBJECTIVES = ("log", "ratio", "final", "log_final")
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 # A loss this many times its initial value counts as blown up: capped so one bad problem cannot dominate the batch.
@@ -190,11 +192,14 @@ def default_config(task: str, *, preset: str | None = None, **overrides) -> Meta
 def objective_from_losses(losses: jax.Array, objective: str) -> jax.Array:
     """Meta-objective of one run from its losses (T + 1,); f_t/f_0 is capped at LOSS_CAP."""
     ratio = jnp.minimum(losses / losses[0], LOSS_CAP)
+    log_ratio = jnp.log(jnp.maximum(ratio, LOG_FLOOR))
     if objective == "log":
-        return jnp.mean(jnp.log(jnp.maximum(ratio[1:], LOG_FLOOR)))
+        return jnp.mean(log_ratio[1:])
     if objective == "ratio":
         return jnp.mean(ratio[1:])
-    return jnp.log(jnp.maximum(ratio[-1], LOG_FLOOR))
+    if objective == "log_final":
+        return jnp.mean(log_ratio[1:]) + log_ratio[-1]
+    return log_ratio[-1]
 
 
 def batch_objective(params, keys, cfg: MetaConfig, family, horizon: int, *, fused: bool = True) -> jax.Array:
@@ -283,7 +288,7 @@ def fused_batch_objective(params, keys, cfg: MetaConfig, family, horizon: int) -
 
         carry, losses = jax.lax.scan(window, carry, ts.reshape(-1, truncation))
         losses = losses.reshape(horizon, -1)
-    final = jax.vmap(lambda x, problem: loss_fn(x, view(problem, horizon)))(carry[0], problems)
+    final = jax.vmap(loss_fn)(carry[0], problems)  # on the whole problem, as lorex.evaluate.unroll
     losses = jnp.concatenate([losses.T, final[:, None]], axis=1)
     return jnp.mean(jax.vmap(lambda f: objective_from_losses(f, cfg.objective))(losses))
 
@@ -648,7 +653,7 @@ _CLI_FIELDS = {  # MetaConfig field -> (flag, type name, help)
     "batch": ("--batch", "int", "problems per meta-step"),
     "unroll": ("--unroll", "int", "horizon T (default: the task's)"),
     "truncation": ("--truncation", "int", "truncated backprop window (default: full unroll)"),
-    "objective": ("--objective", "str", "log | ratio | final"),
+    "objective": ("--objective", "str", "log | ratio | final | log_final"),
     "meta_lr": ("--meta-lr", "float", "initial meta learning rate"),
     "meta_lr_final": ("--meta-lr-final", "float", "final meta learning rate (cosine decay)"),
     "clip": ("--clip", "float", "global-norm clip of the meta-gradient"),

@@ -50,7 +50,7 @@ def record_map_trajectory(rmap, family, key: jax.Array, steps: int | None = None
 
         carry0 = (flat0, jnp.broadcast_to(h0, (flat0.size, h0.shape[-1])))
         (flat, _), (hs, gs, us, losses, flats) = jax.lax.scan(body, carry0, jnp.arange(steps))
-        final = family.loss(unravel(flat), view(problem, steps))
+        final = family.loss(unravel(flat), problem)  # on the whole problem, as lorex.evaluate.unroll
         return Trajectory(hs, gs, us, jnp.concatenate([losses, final[None]]),
                           jnp.concatenate([flats, flat[None]]))
 

@@ -28,7 +28,7 @@ from lorex.report import html
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
 from lorex.report.population import paper_optimizer, population
 
-DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons")
+DEFAULT_TASKS = ("linreg", "rosenbrock", "two_moons", "digits")
 FIGURE_FUNCTIONS = {"momentum": F.momentum_figure, "clipping": F.clipping_figure,
                     "schedule": F.schedule_figure, "adaptation": F.adaptation_figure}
 
