@@ -36,9 +36,20 @@ def test_shapes_parameter_count_and_loss(key):
     logp = zn - np.log(np.exp(zn).sum(axis=1, keepdims=True))
     expected = -np.mean(logp[np.arange(16), np.asarray(batch["y"])])
     np.testing.assert_allclose(float(f.loss(params, batch)), expected, rtol=1e-5)
-    # the bare problem's loss is over the whole training part (deterministic)
+    # the bare problem's loss is over the whole training part (deterministic), summed chunk by chunk: it equals the
+    # mean over all 1500 images at once, and the held-out metrics equal those over all 297 held-out images
     full = float(f.loss(params, problem))
-    assert np.isfinite(full) and full == float(f.loss(params, problem))
+    assert full == float(f.loss(params, problem))
+
+    def at_once(x, y):
+        zn = np.asarray(f.logits(params, f._images(x)), np.float64)
+        logp = zn - np.log(np.exp(zn).sum(axis=1, keepdims=True))
+        return -np.mean(logp[np.arange(len(y)), y]), np.mean(zn.argmax(axis=1) == y)
+
+    np.testing.assert_allclose(full, at_once(d["x_train"], d["y_train"])[0], rtol=1e-5)
+    m = f.metrics(params, problem)
+    np.testing.assert_allclose([float(m["heldout_loss"]), float(m["accuracy"])],
+                               at_once(d["x_heldout"], d["y_heldout"]), rtol=1e-5)
 
 
 def test_conv_and_pool_match_references(key):
