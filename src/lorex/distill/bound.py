@@ -488,8 +488,13 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
     params = [F.params_from_json(record["variants"][v]["parameters"]) for v in variants]
     n_test = int(benchmark["test_seeds"])
     keys = seeds.keys(int(benchmark.get("seed", seed)), "test", n_test)
-    curves = evaluate_members(params, masks, family, keys, T)
-    mll_v = {v: per_seed_mll(c) for v, c in zip(variants, curves)}
+    # a leave-one-out variant whose chosen member is U itself (U was the member trained without that mechanism) is
+    # the same optimizer: each distinct (parameters, mask) is evaluated once
+    ident = [repr((record["variants"][v]["parameters"], {k: float(x) for k, x in m.items()}))
+             for v, m in zip(variants, masks)]
+    distinct = sorted({ident.index(i) for i in ident})
+    curves = evaluate_members([params[i] for i in distinct], [masks[i] for i in distinct], family, keys, T)
+    mll_v = {v: per_seed_mll(curves[distinct.index(ident.index(i))]) for v, i in zip(variants, ident)}
     from lorex.baselines import baseline
     from lorex.evaluate import evaluate
 
