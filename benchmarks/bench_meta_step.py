@@ -107,12 +107,18 @@ COMPARE_CONFIGS = {
 }
 
 
+def proc_status_kib(field: str) -> int:
+    """A memory field of this process's /proc/self/status (e.g. VmRSS, VmHWM) in KiB; -1 where there is none."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return -1
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = proc_status_kib("VmHWM")
+    return kib / 1024 if kib >= 0 else float("nan")
 
 
 def worker(name: str) -> None:

@@ -10,6 +10,7 @@ nothing else on the machine.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import numpy as np
 
 from lorex import evaluate, lopt, seeds, tasks
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_meta_step import peak_rss_mib  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -25,9 +29,8 @@ def main():
     p.add_argument("--test-seeds", type=int, default=128)
     args = p.parse_args()
     family = tasks.make(args.task)
-    members = lopt.member_dirs(args.task)
-    params = [lopt.load_params(args.task, seed=s)[0] for s in members]
-    config = lopt.load_params(args.task)[1]
+    loaded = [lopt.load_params(args.task, seed=s) for s in lopt.member_dirs(args.task)]
+    params, config = [p for p, _, _ in loaded], loaded[0][1]  # members share the reference's architecture
     keys = seeds.keys(0, "test", args.test_seeds)
     t0 = time.perf_counter()
     curves, metrics = evaluate.evaluate_population(params, config, family, keys)
@@ -35,10 +38,8 @@ def main():
     t1 = time.perf_counter()
     jax.block_until_ready(evaluate.evaluate_population(params, config, family, keys[::-1])[0])
     t2 = time.perf_counter()
-    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM"))
     print(f"{args.task}: {len(params)} members x {args.test_seeds} test seeds: first call {t1 - t0:.1f} s, "
-          f"second {t2 - t1:.1f} s, peak memory {hwm / 2**20:.2f} GiB; "
+          f"second {t2 - t1:.1f} s, peak memory {peak_rss_mib() / 1024:.2f} GiB; "
           f"reference mean final loss {float(np.mean(curves[0, :, -1])):.6g}"
           + "".join(f", {k} {float(np.mean(v[0])):.6g}" for k, v in metrics.items()))
 

@@ -82,7 +82,7 @@ from lorex.tasks.linreg import Linreg
 from lorex.tasks.two_moons import TwoMoons
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_meta_step import COMPARE_CONFIGS  # noqa: E402
+from bench_meta_step import COMPARE_CONFIGS, proc_status_kib  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ the optimizer
 
@@ -309,13 +309,6 @@ class TorchMetaTrainer:
 # ------------------------------------------------------------------------------------------------ measurement
 
 
-def _proc_status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return -1
-
-
 class PeakRSS:
     """Peak resident memory of the process during a block (VmHWM reset before it), and its rise over the start.
 
@@ -336,11 +329,11 @@ class PeakRSS:
             self._ok = True
         except OSError:
             self._ok = False
-        self._start = _proc_status_kib("VmRSS")
+        self._start = proc_status_kib("VmRSS")
         return self
 
     def __exit__(self, *exc):
-        peak = _proc_status_kib("VmHWM")
+        peak = proc_status_kib("VmHWM")
         if self._ok and peak > 0:
             self.peak, self.rise = peak / 1024, (peak - self._start) / 1024
 
