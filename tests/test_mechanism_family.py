@@ -254,3 +254,12 @@ def test_shipped_families_load_and_their_bound_runs(task):
     curves = B.evaluate_members([F.params_from_json(v["parameters"])], [B._record_mask(v, "bound")], fam,
                                 seeds.keys(0, "test", 4), rec["steps"])
     assert np.isfinite(B.per_seed_mll(curves[0])).all()
+
+
+def test_leave_one_out_delta_warns_when_the_variant_never_trained():
+    from lorex.distill.present import loo_delta
+
+    row = {"removed": "clipping", "delta_vs_bound": 0.34, "delta_ci95": [0.31, 0.37], "best_meta_step": 12}
+    assert loo_delta(row) == "+0.340 [+0.310, +0.370]"
+    assert loo_delta({**row, "best_meta_step": 0}).startswith("+0.340 [+0.310, +0.370] (its member never improved")
+    assert loo_delta({**row, "delta_vs_bound": None}) == "n/a"

@@ -25,6 +25,18 @@ def _ci(r) -> str:
     return f"{r['mean']:8.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def loo_delta(r: dict) -> str:
+    """A leave-one-out row's Δ = variant − U with its interval, and a warning when the variant's member never improved
+    on its start (best validation at meta-step 0): then Δ compares U with an untrained optimizer, not with the
+    family trained without the mechanism."""
+    if r.get("delta_vs_bound") is None:
+        return "n/a"
+    d = f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"
+    if r.get("best_meta_step") == 0:
+        d += " (its member never improved on its start: U against an untrained variant)"
+    return d
+
+
 def format_ladder(result: dict) -> list[str]:
     """The L / U / B ladder, the gap closed and the leave-one-out table (lines; none without a ladder)."""
     if "mechanism_bound" not in result:
@@ -63,9 +75,7 @@ def format_ladder(result: dict) -> list[str]:
     if result.get("leave_one_out"):
         lines.append("  leave-one-out (family retrained without one mechanism; Δ = variant − U, + = worse):")
         for r in result["leave_one_out"]:
-            d = "n/a" if r.get("delta_vs_bound") is None else (
-                f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]")
-            lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {d}")
+            lines.append(f"    without {r['removed']:<12} {_ci(r)}  Δ {loo_delta(r)}")
     vs = result.get("extracted_vs_trained")
     if vs:
         lines.append(f"  family meta-trained from the extracted member ({vs['meta_steps']} meta-steps): {_ci(vs)}  "
@@ -333,8 +343,7 @@ def ladder_html(result: dict) -> str:
         rows.insert(4 if E and E.get("surrogate_itself") else 3, (_e(f"family meta-trained from the extracted member ({vs['meta_steps']} meta-steps)"),
                         _ci_html(vs), _e(f"Δ vs U {_n(vs['minus_bound']['mean'], '+.3f')}")))
     rows += [(_e(f"family without {r['removed']}"), _ci_html(r),
-              "Δ vs U " + ("n/a" if r.get("delta_vs_bound") is None else
-                           f"{r['delta_vs_bound']:+.3f} [{r['delta_ci95'][0]:+.3f}, {r['delta_ci95'][1]:+.3f}]"))
+              _e("Δ vs U " + loo_delta(r)))
              for r in result.get("leave_one_out", [])]
     gap = (f"gap closed (B − U)/(B − L) = <b>{g['value']:.2f}</b> (95 % interval "
            f"{_e(g['ci95'] and [round(v, 2) for v in g['ci95']])})" if g.get("reported")
