@@ -209,6 +209,32 @@ def test_distill_end_to_end_tiny(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and paths[0].stat().st_size > 1000
 
 
+def test_distill_reuses_the_benchmark_runs():
+    """Given the benchmark's test runs, distill reads the learned optimizer and the tuned baselines from them
+    instead of running them again, and reports what running them gives."""
+    from lorex.benchmark import run_benchmark
+
+    family = tasks.make("linreg", steps=20)
+    params, cfg = _tiny_optimizer()
+    bench, runs = run_benchmark(family, tuning_seeds=4, test_seeds=8, optimizers=("momentum", "adam"),
+                                learned={"learned": lopt.learned_optimizer(params, cfg)}, progress=False,
+                                return_runs=True)
+    assert set(runs) == {"momentum", "adam", "learned"} and runs["adam"].losses.shape == (8, 21)
+    kw = dict(benchmark=bench, progress=False, analysis_runs=2, n_boot=200, references=False)
+    reused = distill((params, cfg), family, benchmark_runs=runs, **kw)
+    ran = distill((params, cfg), family, **kw)
+    best = reused["performance"]["best_baseline"]
+    for name in ("learned", "surrogate", best):
+        a, b = (r["performance"]["rows"][name] for r in (reused, ran))
+        assert a["mean_log_loss"] == pytest.approx(b["mean_log_loss"], rel=1e-5)
+        assert a["se"] == pytest.approx(b["se"], rel=1e-4)
+    for name in ("learned", best):
+        assert reused["performance"]["rows"][name]["mean_log_loss"] == pytest.approx(
+            bench["optimizers"][name]["mean_log_loss"]["mean"], rel=1e-12)
+    for a, b in zip(reused["ablations"], ran["ablations"], strict=True):
+        assert a["name"] == b["name"] and a["mean_log_loss"] == pytest.approx(b["mean_log_loss"], rel=1e-5)
+
+
 @pytest.mark.parametrize("argv,field", [
     (["distill", "--optimizer", "no_such_optimizer"], "optimizer"),
     (["distill", "--optimizer", "linreg", "--task", "nope"], "task"),

@@ -149,6 +149,9 @@ def test_reproduce_population_path(population_dir, tmp_path):
         assert (out / "figures" / f"linreg_7_population.{ext}").stat().st_size > 1000
     page = (out / "report.html").read_text()
     assert "Across meta-training seeds" in page and "Population — linreg" in page
+    # the reference member's runs are the benchmark's (not run again)
+    assert pop["members"][0]["benchmark"]["mean_log_loss"] == res["tasks"]["linreg"]["benchmark"]["optimizers"][
+        "learned"]["mean_log_loss"]
     # the population's vmapped evaluation gives what evaluating a member alone gives
     family = tasks.make("linreg")
     keys = seeds.keys(0, "test", 8)

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from lorex.errors import LorexError
-from lorex.evaluate import mean_log_loss, run
+from lorex.evaluate import jit_once, mean_log_loss, run
 from lorex.tasks import make, policy_of
 from lorex.tasks.base import task_name
 
@@ -104,7 +104,7 @@ def _grid_objective(optimizer: str, family, steps: int):
 
     over_keys = jax.vmap(one, in_axes=(None, None, 0))
     over_grid = jax.vmap(jax.vmap(over_keys, in_axes=(None, 0, None)), in_axes=(0, None, None))
-    return jax.jit(over_grid)
+    return jit_once(over_grid)
 
 
 @functools.lru_cache(maxsize=32)
@@ -114,7 +114,7 @@ def _runs_objective(optimizer: str, family, steps: int):
     def one(lr, second, key):
         return mean_log_loss(run(factory(lr, second), family, key, steps))
 
-    return jax.jit(jax.vmap(one))
+    return jit_once(jax.vmap(one))
 
 
 def _evaluate_runs(optimizer: str, family, steps: int, lrs: np.ndarray, seconds: np.ndarray,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,20 +17,22 @@ from lorex.tasks.base import task_name
 
 def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, test_seeds: int = 128,
                   optimizers=DEFAULT_OPTIMIZERS, learned: dict | None = None, steps: int | None = None,
-                  progress: bool = True, search: str = "halving") -> dict:
+                  progress: bool = True, search: str = "halving", return_runs: bool = False):
     """Tune each baseline (:func:`lorex.baselines.tune` with ``search``), then evaluate it and each learned optimizer
     (name → optax transformation).
 
     Returns a JSON-ready dict: per optimizer its hyperparameters, warnings and :func:`summarize` statistics, plus
     ``metrics`` ({name: {mean, se}} of the final parameters, e.g. held-out accuracy) for a family that defines
-    ``metrics(params, problem)``.
+    ``metrics(params, problem)``.  ``return_runs``: return ``(result, runs)``, ``runs`` {optimizer: :class:`TestRuns`}
+    the per-seed test runs behind the statistics, so that later comparisons on the same seeds (the distillation's
+    ladder, a population's reference member) reuse them instead of running the same optimizer again.
     """
     steps = family.steps if steps is None else steps
     if tuning_seeds is None:
         tuning_seeds = default_tuning_seeds(family)
     tune_keys = seeds.keys(seed, "tuning", tuning_seeds)
     test_keys = seeds.keys(seed, "test", test_seeds)
-    rows, all_warnings = {}, []
+    rows, runs, all_warnings = {}, {}, []
     learned = learned or {}
     bar = tqdm(total=len(optimizers) + len(learned), desc="benchmark", disable=not progress, leave=False)
     for name in optimizers:
@@ -37,23 +40,34 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
         t0 = time.perf_counter()
         tuned = tune(name, family, tune_keys, steps, search=search)
         t_tune = time.perf_counter() - t0
-        stats = _stats(tuned.transformation(), family, test_keys, steps)
-        rows[name] = {"kind": "baseline", **tuned.to_json(), "tune_seconds": t_tune, **stats}
+        runs[name] = _test_runs(tuned.transformation(), family, test_keys, steps)
+        rows[name] = {"kind": "baseline", **tuned.to_json(), "tune_seconds": t_tune, **_summary(*runs[name])}
         all_warnings += tuned.warnings
         bar.update()
     for name, tx in learned.items():
         bar.set_postfix_str(f"evaluating {name}")
+        runs[name] = _test_runs(tx, family, test_keys, steps)
         rows[name] = {"kind": "learned", "optimizer": name, "hyperparameters": {}, "warnings": [],
-                      **_stats(tx, family, test_keys, steps)}
+                      **_summary(*runs[name])}
         bar.update()
     bar.close()
-    return {"task": task_name(family), "steps": steps, "seed": seed,
-            "tuning_seeds": tuning_seeds, "test_seeds": test_seeds, "optimizers": rows,
-            "warnings": all_warnings, "comparison": compare(rows)}
+    result = {"task": task_name(family), "steps": steps, "seed": seed,
+              "tuning_seeds": tuning_seeds, "test_seeds": test_seeds, "optimizers": rows,
+              "warnings": all_warnings, "comparison": compare(rows)}
+    return (result, runs) if return_runs else result
 
 
-def _stats(tx, family, keys, steps) -> dict:
-    return _summary(*evaluate_with_metrics(tx, family, keys, steps))
+class TestRuns(NamedTuple):
+    """One optimizer's runs on a benchmark's test seeds: loss curves (seeds, steps + 1) and the family's metrics of
+    the final parameters ({name: (seeds,)}, empty for a family without metrics)."""
+
+    losses: np.ndarray
+    metrics: dict
+
+
+def _test_runs(tx, family, keys, steps) -> TestRuns:
+    losses, metrics = evaluate_with_metrics(tx, family, keys, steps)
+    return TestRuns(np.asarray(losses), {k: np.asarray(v) for k, v in metrics.items()})
 
 
 def _summary(curves, metrics: dict) -> dict:
@@ -64,21 +78,29 @@ def _summary(curves, metrics: dict) -> dict:
     return stats
 
 
-def benchmark_population(members: dict, config, family, benchmark: dict) -> dict:
+def benchmark_population(members: dict, config, family, benchmark: dict, known: dict | None = None) -> dict:
     """Every member of a population ({seed: weights}, one architecture ``config``) on ``benchmark``'s test seeds,
     against the baselines tuned there (tuned once, for all members), in one compiled call.
 
-    Per member: its statistics and the comparison with the best baseline on mean log loss and on final loss;
-    ``wins``: how many members beat the best baseline by more than two standard errors, per metric.
+    ``known``: {seed: :class:`TestRuns`} of members already run on these test seeds (the benchmark's own learned
+    optimizer), which are not run again.  Per member: its statistics and the comparison with the best baseline on
+    mean log loss and on final loss; ``wins``: how many members beat the best baseline by more than two standard
+    errors, per metric.
     """
     from lorex.evaluate import evaluate_population
 
-    test_keys = seeds.keys(benchmark["seed"], "test", benchmark["test_seeds"])
-    curves, metrics = evaluate_population(list(members.values()), config, family, test_keys, benchmark["steps"])
+    runs = dict(known or {})
+    todo = [s for s in members if s not in runs]
+    if todo:
+        test_keys = seeds.keys(benchmark["seed"], "test", benchmark["test_seeds"])
+        curves, metrics = evaluate_population([members[s] for s in todo], config, family, test_keys,
+                                              benchmark["steps"])
+        runs.update({s: TestRuns(np.asarray(curves[i]), {k: np.asarray(v[i]) for k, v in metrics.items()})
+                     for i, s in enumerate(todo)})
     base = {n: r for n, r in benchmark["optimizers"].items() if r["kind"] == "baseline"}
     out = {}
-    for i, seed in enumerate(members):
-        stats = _summary(curves[i], {k: v[i] for k, v in metrics.items()})
+    for seed in members:
+        stats = _summary(*runs[seed])
         cmp = compare({**base, "member": {"kind": "learned", **stats}}).get("member", {})
         out[str(seed)] = {**stats, "comparison": cmp}
     wins = {m: sum(bool(r["comparison"].get(m, {}).get("beats_by_2se")) for r in out.values())

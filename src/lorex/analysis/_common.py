@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lorex.errors import LorexError
+from lorex.evaluate import jit_once
 
 
 def split_map(rmap, readout: Callable | None = None, *, need_readout: bool = True):
@@ -89,7 +90,8 @@ def _closure_key(fn):
 
 
 def map_jit(fn: Callable, rmap) -> Callable:
-    """``(*args) -> fn(rmap, *args)`` compiled with ``jax.jit``, shared by every map of the same structure.
+    """``(*args) -> fn(rmap, *args)`` compiled (:func:`lorex.evaluate.jit_once`), shared by every map of the same
+    structure.
 
     ``rmap``: any pytree of the map (a RecurrentMap, a (step, readout) pair, a step function).  When all its leaves
     are arrays (the learned optimizer's map: :func:`lorex.lopt.recurrent_map`), the map is passed as an argument of
@@ -108,7 +110,7 @@ def map_jit(fn: Callable, rmap) -> Callable:
     key = (_closure_key(fn), treedef, None if as_argument else tuple(_Identity(x) for x in leaves))
     compiled = _compiled.get(key)
     if compiled is None:
-        compiled = jax.jit(fn) if as_argument else jax.jit(functools.partial(fn, rmap))
+        compiled = jit_once(fn) if as_argument else jit_once(functools.partial(fn, rmap))
         _compiled[key] = compiled
         if len(_compiled) > MAP_JIT_CACHE_SIZE:
             _compiled.popitem(last=False)

@@ -31,7 +31,7 @@ import optax
 
 from lorex import meta, seeds
 from lorex.distill import family as F
-from lorex.evaluate import LOG_FLOOR, mean_log_loss, problem_and_params, run, step_view
+from lorex.evaluate import LOG_FLOOR, jit_once, mean_log_loss, problem_and_params, run, step_view
 from lorex.errors import LorexError
 from lorex.tasks.base import task_name
 
@@ -146,7 +146,7 @@ def _compiled_signal(family, horizon: int):
         _, ms = jax.lax.scan(body, (x, tx.init(x)), jnp.arange(horizon))
         return jnp.max(ms)
 
-    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+    return jit_once(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
 
 
 def set_clipping_threshold(starts: list, family, keys, horizon: int, factor: float) -> list:
@@ -269,7 +269,7 @@ def _compiled_eval(family, horizon: int):
     def one(p, mask, key):
         return run(F.mechanism_family(p, horizon, mask=mask), family, key, horizon)
 
-    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
+    return jit_once(jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
 
 
 def evaluate_members(params_list, masks, family, keys, horizon: int) -> np.ndarray:
@@ -384,7 +384,8 @@ def family_task_config(family, horizon: int, task_config: meta.MetaConfig | None
 
 def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.MetaConfig | None = None,
                     config: FamilyConfig | None = None, seed: int = 0, leave_one_out: bool = True,
-                    n_boot: int = N_BOOT, progress=None, trained: dict | None = None) -> dict:
+                    n_boot: int = N_BOOT, progress=None, trained: dict | None = None,
+                    runs: dict | None = None) -> dict:
     """The L / U / B ladder on ``benchmark``'s test seeds (a :func:`lorex.benchmark.run_benchmark` result with its
     tuned baselines), with the gap closed and the leave-one-out table; a JSON-ready dict.
 
@@ -392,11 +393,13 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
     horizon, objective, truncation, first-order setting and batch the family is trained with (default: the task's
     meta-training defaults, :func:`lorex.meta.task_defaults`). ``config``: :class:`FamilyConfig` (default:
     :func:`default_family_config` of the family). ``trained``: a :func:`load_family` record (e.g.
-    :func:`shipped_family`): its members are evaluated, nothing is meta-trained.
+    :func:`shipped_family`): its members are evaluated, nothing is meta-trained.  ``runs``: the benchmark's test runs
+    (:func:`lorex.benchmark.run_benchmark` with ``return_runs``; its ``"learned"`` entry is ``learned_tx``): L and B
+    are read from them instead of being run again.
     """
     if trained is not None:
         out = _evaluate_ladder(family, benchmark, learned_tx, trained, seed=seed, n_boot=n_boot,
-                               leave_one_out=leave_one_out)
+                               leave_one_out=leave_one_out, runs=runs)
         return {**out, "source": "a trained family, evaluated (nothing meta-trained here)",
                 **{k: trained.get(k) for k in ("family_config", "meta_objective", "meta_training_seconds")}}
     t0 = time.perf_counter()
@@ -456,7 +459,7 @@ def mechanism_bound(family, benchmark: dict, learned_tx, *, task_config: meta.Me
 
     record = {"variants": {v: member_info(v) for v in chosen}}
     out = _evaluate_ladder(family, benchmark, learned_tx, record, seed=seed, n_boot=n_boot,
-                           leave_one_out=leave_one_out)
+                           leave_one_out=leave_one_out, runs=runs)
     walls["evaluation"] = out.pop("wall_seconds")["evaluation"]
     walls["total"] = time.perf_counter() - t0
     return {
@@ -477,8 +480,9 @@ def _record_mask(r: dict, variant: str) -> dict:
 
 
 def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed: int, n_boot: int,
-                     leave_one_out: bool = True) -> dict:
-    """L, U, B, gap closed and leave-one-out on the benchmark's test seeds for the members of ``record``."""
+                     leave_one_out: bool = True, runs: dict | None = None) -> dict:
+    """L, U, B, gap closed and leave-one-out on the benchmark's test seeds for the members of ``record`` (L and B
+    from ``runs`` where it holds them)."""
     t1 = time.perf_counter()
     task = task_name(family)
     T = int(benchmark["steps"])
@@ -498,7 +502,12 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
     from lorex.baselines import baseline
     from lorex.evaluate import evaluate
 
-    mll_l = per_seed_mll(evaluate(learned_tx, family, keys, T))
+    runs = runs or {}
+
+    def curves(name, tx):
+        return runs[name].losses if name in runs else evaluate(tx, family, keys, T)
+
+    mll_l = per_seed_mll(curves("learned", learned_tx))
     base = {k: r for k, r in benchmark["optimizers"].items()
             if r["kind"] == "baseline" and r["mean_log_loss"]["mean"] is not None
             and np.isfinite(r["mean_log_loss"]["mean"])}
@@ -507,8 +516,7 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
     best = min(base, key=lambda k: base[k]["mean_log_loss"]["mean"])
     hp = base[best]["hyperparameters"]
     second = [v for k, v in hp.items() if k != "learning_rate"]
-    mll_b = per_seed_mll(evaluate(baseline(best, float(hp["learning_rate"]), second[0] if second else None),
-                                  family, keys, T))
+    mll_b = per_seed_mll(curves(best, baseline(best, float(hp["learning_rate"]), second[0] if second else None)))
     idx = np.random.default_rng(seed).integers(0, n_test, size=(n_boot, n_test))
 
     def info(v, mask, p):

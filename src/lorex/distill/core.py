@@ -22,6 +22,7 @@ from lorex.distill import lens as L
 from lorex.distill import surrogate as S
 from lorex.errors import LorexError
 from lorex.evaluate import evaluate as _evaluate
+from lorex.evaluate import jit_once
 from lorex.evaluate import mean_log_loss
 from lorex.evaluate import run as _run
 from lorex.tasks.base import task_name
@@ -140,7 +141,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
             benchmark: dict | None = None, analysis: M.Analysis | None = None, progress: bool = True,
             steps: int | None = None, analysis_runs: int = 8, baselines=DEFAULT_OPTIMIZERS,
             n_boot: int = N_BOOT, references: bool = True, bound: bool = False, family_config=None,
-            surrogate: bool = True, family_trained: dict | None = None, round_trip: int = 0) -> dict:
+            surrogate: bool = True, family_trained: dict | None = None, round_trip: int = 0,
+            benchmark_runs: dict | None = None) -> dict:
     """Distil one learned optimizer into its mechanisms on one task; a JSON-ready dict.
 
     ``optimizer``: shipped name, run folder, or (params, config).  ``family``: a task family or name (default: the
@@ -154,11 +156,15 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     :class:`~lorex.distill.bound.FamilyConfig`, default the task's) and add the ladder: ``learned``,
     ``mechanism_bound``, ``best_baseline`` (mean log loss with 95 % interval each), ``gap_closed``,
     ``leave_one_out``, and ``mechanism_family`` (how it was trained); with ``family_trained`` (a
-    :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.  ``surrogate=False`` skips the extracted
-    surrogate (analysis, ablations, references): the result then holds the benchmark's task data and the ladder only.
-    With the ladder and the surrogate, ``extracted`` (the surrogate as a family member) and, unless
-    ``family_trained`` is given (evaluation only), ``extracted_vs_trained`` (the family meta-trained from it) are added.  ``round_trip`` > 0: that many random family members through the
-    extraction and back (:func:`lorex.distill.roundtrip.round_trip`), as ``round_trip``.
+    :func:`lorex.distill.bound.load_family` record, e.g. the shipped one) its members are only evaluated.
+    ``surrogate=False`` skips the extracted surrogate (analysis, ablations, references): the result then holds the
+    benchmark's task data and the ladder only.  With the ladder and the surrogate, ``extracted`` (the surrogate as a
+    family member) and, unless ``family_trained`` is given (evaluation only), ``extracted_vs_trained`` (the family
+    meta-trained from it) are added.  ``round_trip`` > 0: that many random family members through the extraction
+    and back (:func:`lorex.distill.roundtrip.round_trip`), as ``round_trip``.  ``benchmark_runs``: the given
+    benchmark's test runs ({optimizer: :class:`lorex.benchmark.TestRuns`}, from ``run_benchmark(...,
+    return_runs=True)``; its ``"learned"`` entry is this optimizer): the learned optimizer and the tuned baselines
+    are then not run again.
     """
     t_start = time.perf_counter()
     walls = {}
@@ -167,11 +173,12 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     task = task_name(family)
     tx_learned = lopt.learned_optimizer(params, config)
     t0 = time.perf_counter()
+    runs = dict(benchmark_runs or {})
     if benchmark is None:
         _say(progress, f"{task}: benchmark ({test_seeds} test seeds)")
-        benchmark = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
-                                  optimizers=tuple(baselines), learned={"learned": tx_learned}, steps=steps,
-                                  progress=progress)
+        benchmark, runs = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
+                                        optimizers=tuple(baselines), learned={"learned": tx_learned}, steps=steps,
+                                        progress=progress, return_runs=True)
     walls["benchmark"] = time.perf_counter() - t0
     T = int(benchmark["steps"])
     n_test = int(benchmark["test_seeds"])
@@ -188,7 +195,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         t0 = time.perf_counter()
         _say(progress, f"{task}: mechanism bound (meta-training the mechanism family)")
         ladder = mechanism_bound(family, benchmark, tx_learned, config=family_config, seed=seed, n_boot=n_boot,
-                                 progress=lambda m: _say(progress, m), trained=family_trained)
+                                 progress=lambda m: _say(progress, m), trained=family_trained, runs=runs)
         ladder = {**{k: ladder.pop(k) for k in LADDER_KEYS}, "mechanism_family": ladder}
         walls["mechanism_bound"] = time.perf_counter() - t0
     if not surrogate:
@@ -218,22 +225,29 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     _say(progress, f"{task}: evaluating learned, surrogate, ablations on {n_test} test seeds")
     keys = seeds.keys(seed, "test", n_test)
 
-    def run(tx):
-        losses = np.asarray(_evaluate(tx, family, keys, T), np.float64)
+    def run(tx, name=None):
+        """(per-seed mean log loss, curves) of ``tx``: the benchmark's runs of ``name`` where it has them."""
+        losses = np.asarray(runs[name].losses if name in runs else _evaluate(tx, family, keys, T), np.float64)
         return per_seed_mll(losses), losses
 
+    def tuned(name):
+        hp = base[name]["hyperparameters"]
+        second = [v for k, v in hp.items() if k != "learning_rate"]
+        return baseline(name, float(hp["learning_rate"]), second[0] if second else None)
+
     bh = base[best]["hyperparameters"]
-    second = [v for k, v in bh.items() if k != "learning_rate"]
-    mll_b, cur_b = run(baseline(best, float(bh["learning_rate"]), second[0] if second else None))
-    # the learned optimizer from h0 and from h* (no schedule transient) in one compiled call, and pinned to the
-    # autonomous trajectory or to h* in another
+    mll_b, cur_b = run(tuned(best), best)
+    # the learned optimizer from h* (no schedule transient) and, unless the benchmark ran it, from h0 in one
+    # compiled call, and pinned to the autonomous trajectory or to h* in another
     # h*: the convergence fixed point where the mechanisms found a valid one, else the autonomous state at the end
     auto_states = jax.numpy.asarray(A.autonomous(rm, T).states)
     fixed = analysis.momentum.fixed_point
     h_star = jax.numpy.asarray(fixed if fixed is not None else auto_states[-1])
-    (mll_l, cur_l), (mll_h, cur_h) = evaluate_batched(
-        lambda h: lopt.learned_optimizer({**params, "h0": h}, config), jax.numpy.stack([rm.h0, h_star]), family,
-        keys, T)
+    starts = [h_star] if "learned" in runs else [rm.h0, h_star]
+    from_starts = evaluate_batched(lambda h: lopt.learned_optimizer({**params, "h0": h}, config),
+                                   jax.numpy.stack(starts), family, keys, T)
+    mll_l, cur_l = run(tx_learned, "learned") if "learned" in runs else from_starts[0]
+    mll_h, cur_h = from_starts[-1]
     pinned = evaluate_batched(lambda table: L.pinned_learned(rm, table),
                               jax.numpy.stack([auto_states, jax.numpy.broadcast_to(h_star, auto_states.shape)]),
                               family, keys, T)
@@ -267,9 +281,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     walls["evaluation"] = time.perf_counter() - t0 - walls["references"]
 
     for (name, r_num), (mll_rs, _) in zip(refs.items(), all_losses[len(variants):]):
-        hp = base[name]["hyperparameters"]
-        second = [v for k, v in hp.items() if k != "learning_rate"]
-        mll_o, _ = run(baseline(name, float(hp["learning_rate"]), second[0] if second else None))
+        mll_o, _ = run(tuned(name), name)
         d = _m_se(mll_rs - mll_o)
         r_num["surrogate"].update(mean_log_loss=_m_se(mll_rs)[0], own_mean_log_loss=_m_se(mll_o)[0],
                                   difference=d[0], difference_se=d[1])
@@ -342,7 +354,7 @@ def evaluate_batched(make_tx, stacked, family, keys, steps: int) -> list[tuple[n
     def one(p, key):
         return _run(make_tx(p), family, key, steps)
 
-    f = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+    f = jit_once(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
     losses = np.asarray(f(stacked, keys), np.float64)
     return [(per_seed_mll(x), x) for x in losses]
 

@@ -27,6 +27,7 @@ import optax
 from lorex import analysis as A
 from lorex import mechanisms as M
 from lorex.distill import surrogate as S
+from lorex.evaluate import jit_once
 
 FP_TOL = 1e-10
 
@@ -66,7 +67,7 @@ def relaxation_ratio(lens: Lens, grads, steps: int) -> np.ndarray:
         _, a = jax.lax.scan(body, h0, None, length=steps)
         return jnp.concatenate([alpha(h0)[None], a])
 
-    a = np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(grads, h0.dtype)), np.float64)
+    a = np.asarray(jit_once(jax.vmap(run))(jnp.asarray(grads, h0.dtype)), np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return a / np.asarray(lens.auto_alpha[: steps + 1], np.float64)[None, :]
 

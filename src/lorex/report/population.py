@@ -28,17 +28,20 @@ def _member_json(stats: dict) -> dict:
 
 
 def population(task: str, family, dirs: dict[int, Path], bench: dict, reference_seed: int,
-               reference: M.Analysis, *, seed: int, options, progress=None) -> tuple[dict, list[M.Agreement]]:
+               reference: M.Analysis, *, seed: int, options, progress=None,
+               reference_runs=None) -> tuple[dict, list[M.Agreement]]:
     """The population section of one task: results.json's ``population`` entry and the agreements (for the figure).
 
-    ``reference`` is the analysis already made of member ``reference_seed`` (it is not repeated).
+    ``reference`` is the analysis already made of member ``reference_seed`` (it is not repeated); so are its test
+    runs when ``reference_runs`` (its :class:`lorex.benchmark.TestRuns` from ``bench``) is given.
     """
     say = progress or (lambda msg: None)
     walls = {}
     t0 = time.perf_counter()
     params, config, metas = load_members(dirs)
-    say(f"population: evaluating {len(params)} members on the test seeds")
-    pb = benchmark_population(params, config, family, bench)
+    known = {reference_seed: reference_runs} if reference_runs is not None else {}
+    say(f"population: evaluating {len(params) - len(known)} members on the test seeds")
+    pb = benchmark_population(params, config, family, bench, known=known)
     walls["benchmark"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     analyses = {}

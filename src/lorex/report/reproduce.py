@@ -189,9 +189,10 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
 
         t0 = time.perf_counter()
         _say(progress, f"{head}: benchmark (tuning {', '.join(baselines)}; {test_seeds} test seeds)")
-        bench = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
-                              optimizers=tuple(baselines), learned={"learned": lopt.learned_optimizer(params, cfg)},
-                              steps=steps, progress=progress)
+        bench, runs = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
+                                    optimizers=tuple(baselines),
+                                    learned={"learned": lopt.learned_optimizer(params, cfg)}, steps=steps,
+                                    progress=progress, return_runs=True)
         walls["benchmark"] = time.perf_counter() - t0
         if progress:
             print(format_table(bench), file=sys.stderr, flush=True)
@@ -216,7 +217,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         if len(dirs) > 1:
             extra["population"], agreements = population(
                 task, family, dirs, bench, ref_seed, ta.analysis, seed=seed, options=opts,
-                progress=lambda m, h=head: _say(progress, f"{h}: {m}"))
+                progress=lambda m, h=head: _say(progress, f"{h}: {m}"), reference_runs=runs["learned"])
             paths["population"] = F.population_figure(agreements, extra["population"],
                                                       fig_dir / f"{task}_7_population")
         if source == "shipped":
@@ -237,7 +238,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
             shipped_family = None  # trained for another horizon
         distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
                             progress=progress, steps=steps, references=False, bound=shipped_family is not None,
-                            family_trained=shipped_family)
+                            family_trained=shipped_family, benchmark_runs=runs)
         paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
         if "mechanism_bound" in distilled:
             paths["ladder"] = ladder_figure(distilled, fig_dir / f"{task}_7_ladder")
