@@ -76,3 +76,20 @@ def test_truncation_and_remat_do_not_change_forward():
     b = run(optax.sgd(0.3, momentum=0.5), f, k, 20, remat=True, truncation=5)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     assert jnp.all(jnp.isfinite(a))
+
+
+def test_jit_once_matches_jit_at_top_level_and_inside_transformations():
+    """``jit_once`` (evaluation programs compiled at LLVM -O1 on CPU) computes what ``jax.jit`` computes, both as
+    an outermost call and nested in ``jit``/``vmap``, where compiler options are not allowed."""
+    from lorex.evaluate import jit_once
+
+    def f(x, scale):
+        return jnp.tanh(x @ x.T * scale).sum(axis=-1)
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 5))
+    once = jit_once(f)
+    want = np.asarray(jax.jit(f)(x, 0.3))
+    np.testing.assert_allclose(np.asarray(once(x, 0.3)), want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda y: once(y, 0.3))(x)), want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.vmap(lambda s: once(x, s))(jnp.array([0.3, 0.3])))[1], want,
+                               rtol=1e-6)
