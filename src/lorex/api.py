@@ -120,7 +120,7 @@ def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = F
               test_seeds: int = 128, tuning_seeds: int | None = None, members: int = 5,
               task_overrides: dict | None = None, progress: bool = True) -> Path:
     """The paper's figures and numbers for each task into ``out`` (``lorex reproduce``); returns ``out``, whose
-    ``report.html`` is the report. ``tasks`` default linreg, rosenbrock, two_moons; ``retrain`` meta-trains each
+    ``report.html`` is the report. ``tasks`` default linreg, rosenbrock, two_moons, digits; ``retrain`` meta-trains each
     task's ``members`` optimizers first instead of using the shipped ones; ``task_overrides`` {task: {field: value}}
     changes a task's configuration (``--set TASK.FIELD=VALUE``)."""
     from lorex import tasks as tasks_mod

@@ -113,7 +113,7 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
               train_overrides: dict | None = None, task_overrides: dict | None = None) -> Path:
     """Run the whole reproduction into the folder ``out`` and return it (``out/report.html`` is the report).
 
-    ``tasks``: names (default linreg, rosenbrock, two_moons).  Without ``retrain`` each task's shipped optimizers
+    ``tasks``: names (default linreg, rosenbrock, two_moons, digits). Without ``retrain`` each task's shipped optimizers
     are used (a task without one is an error that suggests ``--retrain``); with it, ``meta.default_config(task)``
     (plus ``train_overrides``) is meta-trained into ``out/optimizers/<task>/seed-<k>`` first for the ``members``
     seeds k = seed, seed + 1, … (each resumed if interrupted).  ``members``: the population size analysed per task
