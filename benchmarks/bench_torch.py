@@ -7,7 +7,10 @@ Run by hand (not in CI; PyTorch is no dependency of lorex), from a separate virt
     .venv-torch/bin/pip install -e .
     .venv-torch/bin/python benchmarks/bench_torch.py --configs default paper32 linreg32 linreg256 --repeat 10 --md FILE
 
-``--check-only`` runs the correctness check and no timing.
+``--check-only`` runs the correctness check and no timing. ``--isolate ROUNDS`` times lorex and torch.compile each
+in processes of their own, in turn (see ``isolated``), instead of the three sides in one process::
+
+    .venv-torch/bin/python benchmarks/bench_torch.py --configs paper32 linreg256 default --isolate 3 --repeat 4 --md FILE
 
 What is compared, per config of ``bench_meta_step.COMPARE_CONFIGS`` (``lorex.meta.default_config(task, **fields)``):
 
@@ -59,11 +62,14 @@ untimed): the rise is the closer measure of what a side's step needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -364,7 +370,8 @@ def fmt_err(e: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def run_config(name: str, repeat: int, check_only: bool) -> dict:
+def run_config(name: str, repeat: int, check_only: bool, torch_sides=("eager", "compiled"),
+               time_lorex: bool = True) -> dict:
     task, fields = COMPARE_CONFIGS[name]
     cfg = meta.default_config(task, **fields)
     family = cfg.family()
@@ -397,6 +404,8 @@ def run_config(name: str, repeat: int, check_only: bool) -> dict:
     batches = {0: sampler(keys0), 1: sampler(keys1)}
     sides = {}
     for side, compiled in (("eager", False), ("compiled", True)):
+        if side not in torch_sides:
+            continue
         res = {}
         try:
             trainer = TorchMetaTrainer(cfg, theta0, sampler.task, compiled)
@@ -434,8 +443,8 @@ def run_config(name: str, repeat: int, check_only: bool) -> dict:
         params, opt_state, loss = step(params, opt_state, meta.step_keys(cfg, i))
         jax.block_until_ready((params, loss))
 
-    steppers = {"lorex": lorex_step}
-    for side in ("eager", "compiled"):
+    steppers = {"lorex": lorex_step} if time_lorex else {}
+    for side in torch_sides:
         if "error" not in sides[side]:
             steppers[side] = lambda i, b, t=sides[side]["trainer"]: t.step(*b)
     times = {s: [] for s in steppers}
@@ -452,6 +461,7 @@ def run_config(name: str, repeat: int, check_only: bool) -> dict:
                 del steppers[side]
         print(f"meta-step {i}: " + ", ".join(f"{s} {t[-1]:.3f} s" for s, t in times.items() if len(t) == i),
               flush=True)
+    out["times"] = times
     out["median"] = {s: statistics.median(times[s]) if s in steppers else None for s in ("lorex", "eager", "compiled")}
     # memory: one more meta-step each, untimed (handing free memory back to the system slows the next step)
     out["peak"] = {}
@@ -532,20 +542,59 @@ def table(results: list[dict], repeat: int, check_only: bool) -> list[str]:
     return rows
 
 
+def isolated(configs: list[str], rounds: int, repeat: int) -> list[str]:
+    """lorex and torch.compile each in processes of their own, in turn (lorex, compiled, lorex, …, ``rounds`` times
+    per config, ``repeat`` timed meta-steps per process): no side shares its process, its threads or its allocator
+    with the other. The ratio is of the medians over all of a side's timed meta-steps."""
+    rows = [f"lorex and torch.compile in processes of their own, taken in turn, {rounds} processes per side and "
+            f"config, {repeat} timed meta-steps each (after one untimed); medians over all of a side's meta-steps.", "",
+            "| config | lorex s/step | torch.compile s/step | lorex speed-up vs compiled | lorex per-process medians | "
+            "compiled per-process medians |", "|---|---|---|---|---|---|"]
+    for name in configs:
+        times = {"lorex": [], "compiled": []}
+        per = {"lorex": [], "compiled": []}
+        for r in range(rounds):
+            for side in ("lorex", "compiled"):
+                out = subprocess.run([sys.executable, __file__, "--worker", side, "--configs", name, "--repeat",
+                                      str(repeat)], capture_output=True, text=True, check=True).stdout
+                t = json.loads(out.strip().splitlines()[-1])
+                times[side] += t
+                per[side].append(statistics.median(t))
+                print(f"{name} round {r + 1}: {side} median {per[side][-1]:.3f} s", flush=True)
+        m = {k: statistics.median(v) for k, v in times.items()}
+        rows.append(f"| {name} | {m['lorex']:.3f} | {m['compiled']:.3f} | {m['compiled'] / m['lorex']:.2f}× | "
+                    f"{', '.join(f'{x:.3f}' for x in per['lorex'])} | "
+                    f"{', '.join(f'{x:.3f}' for x in per['compiled'])} |")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["default", "paper32", "linreg32"], choices=sorted(COMPARE_CONFIGS))
     ap.add_argument("--repeat", type=int, default=5, help="timed meta-steps per side")
     ap.add_argument("--check-only", action="store_true", help="the correctness check only, no timing")
     ap.add_argument("--md", help="append the markdown tables to this file")
+    ap.add_argument("--isolate", type=int, metavar="ROUNDS", help="lorex and torch.compile in processes of their own, "
+                    "in turn, ROUNDS processes per side and config (see isolated())")
+    ap.add_argument("--worker", choices=["lorex", "compiled"], help=argparse.SUPPRESS)  # one process of --isolate
     args = ap.parse_args()
+    if args.worker:  # the times of one side, as the last line of output
+        with contextlib.redirect_stdout(sys.stderr):
+            r = run_config(args.configs[0], args.repeat + 1, False,
+                           torch_sides=("compiled",) if args.worker == "compiled" else (),
+                           time_lorex=args.worker == "lorex")
+        print(json.dumps(r["times"]["lorex" if args.worker == "lorex" else "compiled"][1:]))
+        return
     head = f"lorex vs PyTorch meta-step on CPU: {machine_line()}"
     print(head, flush=True)
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("warning: the machine is busy; PyTorch's OpenMP threads slow down by an order of magnitude when another "
               "process takes their cores, so these timings would not stand for the quiet machine", flush=True)
-    results = [run_config(name, args.repeat, args.check_only) for name in args.configs]
-    rows = table(results, args.repeat, args.check_only)
+    if args.isolate:
+        rows = isolated(args.configs, args.isolate, args.repeat)
+    else:
+        rows = table([run_config(name, args.repeat, args.check_only) for name in args.configs], args.repeat,
+                     args.check_only)
     print("\n" + "\n".join(rows))
     if args.md:
         with open(args.md, "a") as f:
