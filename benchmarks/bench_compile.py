@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,6 +27,9 @@ import optax
 
 from lorex import lopt, seeds, tasks
 from lorex.evaluate import ONCE_COMPILER_OPTIONS, mean_log_loss, run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_meta_step import append_md  # noqa: E402
 
 ADAM_LR = {"linreg": 0.1, "rosenbrock": 0.01, "two_moons": 0.05, "digits": 0.0178}
 
@@ -75,9 +80,7 @@ def main():
     rows.append(f"| all | | {totals[0]:.1f} s | {totals[1]:.1f} s | {totals[2]:.2f} s | {totals[3]:.2f} s | "
                 f"{totals[3] / totals[2]:.2f} | | |")
     print("\n" + "\n".join(rows))
-    if args.md:
-        with open(args.md, "a") as f:
-            f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+    append_md(args.md, head, rows)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,13 @@ COMPARE_CONFIGS = {
 }
 
 
+def append_md(path: str | None, head: str, rows: list[str]) -> None:
+    """Append the table ``rows`` under the line ``head`` to the markdown file ``path`` (nothing when None)."""
+    if path:
+        with open(path, "a") as f:
+            f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+
+
 def proc_status_kib(field: str) -> int:
     """A memory field of this process's /proc/self/status (e.g. VmRSS, VmHWM) in KiB; -1 where there is none."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -204,9 +211,7 @@ def main():
                 f"{os.cpu_count()} CPU(s), jax {jax.__version__}")
         print(head, flush=True)
         rows = compare(args.before, args.configs, args.repeat)
-        if args.md:
-            with open(args.md, "a") as f:
-                f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+        append_md(args.md, head, rows)
         return
     peak = matmul_peak(args.peak_n)
     dev = jax.devices()[0]
@@ -226,9 +231,7 @@ def main():
                 f"{res['compile_seconds']:.1f} |")
         print(line, flush=True)
         rows.append(line)
-    if args.md:
-        with open(args.md, "a") as f:
-            f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+    append_md(args.md, head, rows)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ from lorex.tasks.linreg import Linreg
 from lorex.tasks.two_moons import TwoMoons
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_meta_step import COMPARE_CONFIGS, proc_status_kib  # noqa: E402
+from bench_meta_step import COMPARE_CONFIGS, append_md, proc_status_kib  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ the optimizer
 
@@ -596,9 +596,7 @@ def main():
         rows = table([run_config(name, args.repeat, args.check_only) for name in args.configs], args.repeat,
                      args.check_only)
     print("\n" + "\n".join(rows))
-    if args.md:
-        with open(args.md, "a") as f:
-            f.write(f"\n{head}\n\n" + "\n".join(rows) + "\n")
+    append_md(args.md, head, rows)
 
 
 if __name__ == "__main__":
