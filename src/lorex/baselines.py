@@ -95,6 +95,13 @@ def baseline(optimizer: str, learning_rate: float, second: float | None = None) 
     return factory(learning_rate, default if second is None else second)
 
 
+def baseline_from_json(optimizer: str, hyperparameters: dict) -> optax.GradientTransformation:
+    """:func:`baseline` at the hyperparameters a tuning reported ({"learning_rate": …, and the second one if any},
+    as in :meth:`Tuned.hyperparameters` and a benchmark's rows)."""
+    second = [v for k, v in hyperparameters.items() if k != "learning_rate"]
+    return baseline(optimizer, float(hyperparameters["learning_rate"]), second[0] if second else None)
+
+
 @functools.lru_cache(maxsize=32)
 def _grid_objective(optimizer: str, family, steps: int):
     factory = OPTIMIZERS[optimizer][0]

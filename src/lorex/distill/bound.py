@@ -499,7 +499,7 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
     distinct = sorted({ident.index(i) for i in ident})
     curves = evaluate_members([params[i] for i in distinct], [masks[i] for i in distinct], family, keys, T)
     mll_v = {v: per_seed_mll(curves[distinct.index(ident.index(i))]) for v, i in zip(variants, ident)}
-    from lorex.baselines import baseline
+    from lorex.baselines import baseline_from_json
     from lorex.evaluate import evaluate
 
     runs = runs or {}
@@ -515,8 +515,7 @@ def _evaluate_ladder(family, benchmark: dict, learned_tx, record: dict, *, seed:
         raise LorexError("benchmark", "holds no tuned baseline that converged")
     best = min(base, key=lambda k: base[k]["mean_log_loss"]["mean"])
     hp = base[best]["hyperparameters"]
-    second = [v for k, v in hp.items() if k != "learning_rate"]
-    mll_b = per_seed_mll(curves(best, baseline(best, float(hp["learning_rate"]), second[0] if second else None)))
+    mll_b = per_seed_mll(curves(best, baseline_from_json(best, hp)))
     idx = np.random.default_rng(seed).integers(0, n_test, size=(n_boot, n_test))
 
     def info(v, mask, p):

@@ -16,7 +16,7 @@ import numpy as np
 from lorex import analysis as A
 from lorex import io, lopt, mechanisms as M, seeds
 from lorex import tasks as tasks_mod
-from lorex.baselines import DEFAULT_OPTIMIZERS, baseline
+from lorex.baselines import DEFAULT_OPTIMIZERS, baseline_from_json
 from lorex.benchmark import run_benchmark
 from lorex.distill import lens as L
 from lorex.distill import surrogate as S
@@ -230,13 +230,8 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
         losses = np.asarray(runs[name].losses if name in runs else _evaluate(tx, family, keys, T), np.float64)
         return per_seed_mll(losses), losses
 
-    def tuned(name):
-        hp = base[name]["hyperparameters"]
-        second = [v for k, v in hp.items() if k != "learning_rate"]
-        return baseline(name, float(hp["learning_rate"]), second[0] if second else None)
-
     bh = base[best]["hyperparameters"]
-    mll_b, cur_b = run(tuned(best), best)
+    mll_b, cur_b = run(baseline_from_json(best, bh), best)
     # the learned optimizer from h* (no schedule transient) and, unless the benchmark ran it, from h0 in one
     # compiled call, and pinned to the autonomous trajectory or to h* in another
     # h*: the convergence fixed point where the mechanisms found a valid one, else the autonomous state at the end
@@ -281,7 +276,7 @@ def distill(optimizer, family=None, *, seed: int = 0, test_seeds: int = 128, tun
     walls["evaluation"] = time.perf_counter() - t0 - walls["references"]
 
     for (name, r_num), (mll_rs, _) in zip(refs.items(), all_losses[len(variants):]):
-        mll_o, _ = run(tuned(name), name)
+        mll_o, _ = run(baseline_from_json(name, base[name]["hyperparameters"]), name)
         d = _m_se(mll_rs - mll_o)
         r_num["surrogate"].update(mean_log_loss=_m_se(mll_rs)[0], own_mean_log_loss=_m_se(mll_o)[0],
                                   difference=d[0], difference_se=d[1])
