@@ -63,7 +63,8 @@ def main():
             f"jax {jax.__version__}, {args.test_seeds} test seeds")
     print(head, flush=True)
     rows = ["| task | optimizer | compile default | compile -O1 | run default | run -O1 | run -O1 / default | "
-            "largest Δ of a run's mean log loss | mean log loss default / -O1 |", "|---|---|---|---|---|---|---|---|---|"]
+            "largest Δ of a run's mean log loss | mean log loss default / -O1 |",
+            "|---|---|---|---|---|---|---|---|---|"]
     totals = np.zeros(4)
     for task in args.tasks:
         family = tasks.make(task)
