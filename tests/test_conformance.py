@@ -13,7 +13,7 @@ import pytest
 
 from helpers import toy_surrogate
 from lorex import lopt, meta
-from lorex.baselines import baseline
+from lorex.baselines import baseline, baseline_from_json
 from lorex.distill import family as mechanism_family
 from lorex.distill.lens import input_linearized_learned, pinned_learned
 from lorex.distill.surrogate import surrogate_optimizer
@@ -36,6 +36,7 @@ FACTORIES = {
     "pinned_learned": pinned,
     "input_linearized_learned": lambda: input_linearized_learned(lopt.recurrent_map(*shipped()), None),
     "baseline": lambda: baseline("adam", 0.01, 0.9),
+    "baseline_from_json": lambda: baseline_from_json("momentum", {"learning_rate": 0.01, "momentum": 0.9}),
     "meta_optimizer": lambda: meta.meta_optimizer(meta.default_config("linreg")),
     "mechanism_family": lambda: mechanism_family.mechanism_family(
         mechanism_family.init_params(lr=0.05, betas=(0.9, 0.5), tau=1.0, p=0.5), 20),  # every mechanism on
