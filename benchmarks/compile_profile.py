@@ -1,0 +1,119 @@
+"""Where a lorex command spends its compile time: every compilation, trace, lowering and persistent-cache hit, per
+task and stage.
+
+Run by hand (not in CI):  python benchmarks/compile_profile.py [--md FILE] [--top 10] -- reproduce --out DIR [...]
+
+Runs ``lorex ARGS`` in this process with a listener on JAX's monitoring events: ``backend_compile_duration`` (XLA
+compiling one program), ``jaxpr_trace_duration`` and ``jaxpr_to_mlir_module_duration`` (tracing and lowering, done
+again in every process), and ``cache_retrieval_time_sec`` (a program read from the persistent compilation cache
+instead). The stage of each event is read off the command's progress lines (``[reproduce] [i/n] task: stage``); other
+commands count as one stage. Programs that compile faster than JAX's ``persistent_cache_min_compile_time_secs`` are
+not written to the cache, so a second run compiles them again: the table counts them apart. For cold and warm, run it
+twice with ``LOREX_COMPILATION_CACHE`` set to the same new folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.monitoring
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_meta_step import append_md  # noqa: E402
+
+PROGRESS = re.compile(r"\[reproduce\] \[\d+/\d+\] (\S+): (\w+)")
+# the first word of a progress line → the stage of `lorex reproduce`'s wall_seconds it belongs to
+STAGES = {"optimizer": "optimizer", "benchmark": "benchmark", "analysis": "analysis", "figures": "figures",
+          "population": "population", "paper": "population", "distillation": "distill"}
+COMPILE = "/jax/core/compile/backend_compile_duration"
+TRACE = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration")
+CACHE_READ = "/jax/compilation_cache/cache_retrieval_time_sec"
+
+
+class StageReader:
+    """A stand-in for stderr that passes everything through and keeps the stage named by the last progress line."""
+
+    def __init__(self, stream):
+        self.stream, self.stage, self._line = stream, ("-", "-"), ""
+
+    def write(self, s):
+        self._line += s
+        *lines, self._line = self._line.split("\n")
+        for line in lines:
+            m = PROGRESS.search(line)
+            if m and m.group(2) in STAGES:
+                self.stage = (m.group(1), STAGES[m.group(2)])
+        return self.stream.write(s)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--md", help="append the markdown tables to this file")
+    ap.add_argument("--top", type=int, default=10, help="list this many of the slowest compilations")
+    ap.add_argument("lorex_args", nargs=argparse.REMAINDER, help="-- then the lorex command's arguments")
+    args = ap.parse_args()
+    lorex_args = args.lorex_args[1:] if args.lorex_args[:1] == ["--"] else args.lorex_args
+    if not lorex_args:
+        ap.error("give the lorex command after --, e.g. -- reproduce --out DIR")
+
+    reader = StageReader(sys.stderr)
+    events = []  # (stage, event, seconds, function name)
+
+    def listener(event, seconds, **kw):
+        if event == COMPILE or event in TRACE or event == CACHE_READ:
+            events.append((reader.stage, event, float(seconds), kw.get("fun_name", "")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    from lorex.cli import main as lorex_main
+
+    sys.stderr = reader
+    t0 = time.perf_counter()
+    try:
+        rc = lorex_main(lorex_args)
+    finally:
+        sys.stderr = reader.stream
+    wall = time.perf_counter() - t0
+    threshold = float(jax.config.jax_persistent_cache_min_compile_time_secs)
+
+    rows = collections.defaultdict(lambda: collections.Counter())
+    for stage, event, secs, _ in events:
+        r = rows[stage]
+        if event == COMPILE:
+            small = secs < threshold
+            r["n"] += 1
+            r["s"] += secs
+            r["n_small"] += small
+            r["s_small"] += secs * small
+        elif event == CACHE_READ:
+            r["hits"] += 1
+            r["s_read"] += secs
+        else:
+            r["s_trace"] += secs
+    total = sum(rows.values(), collections.Counter())
+    table = ["| task | stage | compilations | compile s | of them under the cache threshold (count, s) | trace + "
+             "lower s | cache hits (count, s to read) |", "|---|---|---|---|---|---|---|"]
+    for (task, stage), r in list(rows.items()) + [(("all", ""), total)]:
+        table.append(f"| {task} | {stage} | {r['n']} | {r['s']:.1f} | {r['n_small']}, {r['s_small']:.1f} | "
+                     f"{r['s_trace']:.1f} | {r['hits']}, {r['s_read']:.1f} |")
+    slow = sorted((e for e in events if e[1] == COMPILE), key=lambda e: -e[2])[:args.top]
+    top = ["| compile s | task | stage | function |", "|---|---|---|---|"]
+    top += [f"| {secs:.2f} | {stage[0]} | {stage[1]} | `{name}` |" for stage, _, secs, name in slow]
+    head = (f"`lorex {' '.join(lorex_args)}`: {wall:.1f} s wall, jax {jax.__version__}, cache threshold "
+            f"{threshold} s")
+    print(head, *table, "", f"the {len(slow)} slowest compilations:", *top, sep="\n")
+    append_md(args.md, head, table)
+    append_md(args.md, f"The {len(slow)} slowest compilations:", top)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
