@@ -92,7 +92,7 @@ def main():
     wall = time.perf_counter() - t0
     threshold = float(jax.config.jax_persistent_cache_min_compile_time_secs)
 
-    rows = collections.defaultdict(lambda: collections.Counter())
+    rows = collections.defaultdict(collections.Counter)
     for stage, event, secs, _ in events:
         r = rows[stage]
         if event == COMPILE:
