@@ -2,13 +2,14 @@
 
 import html
 import json
+import pickle
 import re
 
 import pytest
 
 from helpers import tiny_optimizer
 from lorex import lopt
-from lorex.errors import LorexError
+from lorex.errors import LorexError, RunError
 from lorex.report import analyze
 from lorex.report.reproduce import reproduce
 
@@ -141,3 +142,47 @@ def test_reproduce_task_overrides_errors(tmp_path):
         reproduce(tmp_path / "run", tasks=["linreg"], task_overrides={"digits": {"batch": 4}}, progress=False)
     with pytest.raises(LorexError, match=r"digits\.bogus"):
         reproduce(tmp_path / "run", tasks=["digits"], task_overrides={"digits": {"bogus": 4}}, progress=False)
+
+
+def _without_times(x):
+    """``x`` without its wall times (every key that names seconds), which differ from run to run."""
+    if isinstance(x, dict):
+        return {k: _without_times(v) for k, v in x.items() if "seconds" not in k}
+    if isinstance(x, list):
+        return [_without_times(v) for v in x]
+    return x
+
+
+def test_worker_processes_give_the_same_report(tmp_path):
+    """Two tasks reported side by side in two worker processes: the same numbers, findings and figures as in one."""
+    opt = tiny_optimizer(tmp_path / "opt")
+    kw = dict(tasks=["rosenbrock", "linreg"], seed=0, test_seeds=4, tuning_seeds=2, progress=False, steps=12,
+              analysis_options=TINY, baselines=("momentum", "adam"), optimizers={"linreg": opt, "rosenbrock": opt})
+    one = json.loads((reproduce(tmp_path / "one", jobs=1, **kw) / "results.json").read_text())
+    two = json.loads((reproduce(tmp_path / "two", jobs=2, **kw) / "results.json").read_text())
+    assert one["arguments"].pop("jobs") == 1 and two["arguments"].pop("jobs") == 2
+    assert "jobs=2" in two["command"]
+    for res in (one, two):
+        for key in ("generated_utc", "command", "argv"):
+            res.pop(key)
+        res["arguments"].pop("out")
+    assert list(two["tasks"]) == ["rosenbrock", "linreg"]  # the order asked for, not the order they finished in
+    assert _without_times(two) == _without_times(one)
+    for task, kinds in two["figures"].items():
+        for rel in kinds["momentum"]:
+            assert (tmp_path / "two" / rel).stat().st_size > 1000, rel
+    with pytest.raises(LorexError, match="jobs"):
+        reproduce(tmp_path / "bad", jobs=0, **kw)
+
+
+def test_errors_survive_the_trip_back_from_a_worker(tmp_path):
+    """A task that fails in a worker process fails the reproduction with lorex's own one-line error."""
+    err = LorexError("jobs", "got 0", ["1", "2"])
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is LorexError and str(back) == str(err) and back.field == "jobs"
+    back = pickle.loads(pickle.dumps(RunError("run folder", "gone")))
+    assert type(back) is RunError and str(back) == "run folder: gone"
+    missing = tmp_path / "no-such-optimizer"
+    with pytest.raises(LorexError, match="no-such-optimizer"):
+        reproduce(tmp_path / "run", tasks=["rosenbrock", "linreg"], jobs=2, progress=False,
+                  optimizers={"rosenbrock": missing, "linreg": missing})

@@ -118,11 +118,12 @@ def benchmark_optimizer(task: str, *, optimizer: str | Path | None = None, learn
 
 def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = False, seed: int = 0,
               test_seeds: int = 128, tuning_seeds: int | None = None, members: int = 5,
-              task_overrides: dict | None = None, progress: bool = True) -> Path:
+              task_overrides: dict | None = None, progress: bool = True, jobs: int | None = None) -> Path:
     """The paper's figures and numbers for each task into ``out`` (``lorex reproduce``); returns ``out``, whose
     ``report.html`` is the report. ``tasks`` default linreg, rosenbrock, two_moons, digits; ``retrain`` meta-trains each
     task's ``members`` optimizers first instead of using the shipped ones; ``task_overrides`` {task: {field: value}}
-    changes a task's configuration (``--set TASK.FIELD=VALUE``)."""
+    changes a task's configuration (``--set TASK.FIELD=VALUE``); ``jobs`` worker processes report tasks side by side
+    (default: one per task up to the CPU cores; ``--jobs``)."""
     from lorex import tasks as tasks_mod
     from lorex.baselines import DEFAULT_OPTIMIZERS
     from lorex.report.reproduce import DEFAULT_TASKS
@@ -136,7 +137,7 @@ def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = F
                     test_seeds=test_seeds, learned_hidden=[256])
     return run_reproduction(out, tasks=tasks, retrain=retrain, seed=seed, test_seeds=test_seeds,
                             tuning_seeds=tuning_seeds, members=members, task_overrides=task_overrides,
-                            progress=progress)
+                            progress=progress, jobs=jobs)
 
 
 def distill_optimizer(optimizer: str | Path, *, task: str | None = None, task_overrides: dict | None = None,

@@ -213,7 +213,8 @@ def cmd_reproduce(args) -> int:
             raise LorexError("--set", f"malformed {key!r}", "TASK.FIELD=VALUE, e.g. --set digits.channels=[4]")
         per_task.setdefault(task, {})[field] = value
     out = reproduce(args.out, tasks=args.tasks, retrain=args.retrain, seed=args.seed, test_seeds=args.test_seeds,
-                    tuning_seeds=args.tuning_seeds, members=args.members, task_overrides=per_task or None)
+                    tuning_seeds=args.tuning_seeds, members=args.members, task_overrides=per_task or None,
+                    jobs=args.jobs)
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -294,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "1 = the reference alone)")
     r.add_argument("--set", action="append", metavar="TASK.FIELD=VALUE",
                    help="override a task's config field, e.g. --set digits.channels=[4] (repeatable)")
+    r.add_argument("--jobs", type=_positive_int("jobs"), default=None,
+                   help="worker processes reporting tasks side by side (default: one per task up to the CPU cores; "
+                        "1 = one process); the numbers do not depend on it")
     r.add_argument("--out", type=Path, default=Path("lorex-report"))
     r.set_defaults(func=cmd_reproduce)
 

@@ -23,10 +23,14 @@ class LorexError(ValueError):
         self.field = field
         if allowed is not None and not isinstance(allowed, str):
             allowed = ", ".join(str(a) for a in allowed)
+        self._args = (field, problem, allowed)
         msg = f"{field}: {problem}"
         if allowed:
             msg += f" (allowed: {allowed})"
         super().__init__(_one_line(msg))
+
+    def __reduce__(self):  # rebuilt from its own arguments when it comes back from a worker process
+        return type(self), self._args
 
 
 class RunError(RuntimeError):
@@ -34,7 +38,11 @@ class RunError(RuntimeError):
 
     def __init__(self, where: str, problem: str):
         self.where = where
+        self._args = (where, problem)
         super().__init__(_one_line(f"{where}: {problem}"))
+
+    def __reduce__(self):  # as LorexError's
+        return type(self), self._args
 
 
 def check_positive_int(field: str, value) -> int:

@@ -4,17 +4,24 @@
 Per task: load the shipped pretrained optimizer (or meta-train one with ``retrain``), run the benchmark protocol
 (tuned SGD/Momentum/RMSProp/Adam and the learned optimizer on the test seeds), run every analysis
 (:mod:`lorex.report.analyze`), draw the figures; then write ``results.json`` and the self-contained ``report.html``.
+Tasks depend on nothing another task computes, so they are reported side by side in worker processes (``jobs``),
+with the same numbers as in one process.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import math
+import multiprocessing
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
+
+import jax
 
 from lorex import io, lopt, meta, seeds
 from lorex import tasks as tasks_mod
@@ -61,11 +68,12 @@ def performance_numbers(result: dict) -> dict:
     return out
 
 
-def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, api_extras) -> str:
+def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, jobs,
+             api_extras) -> str:
     if api_extras:
         args = ", ".join([f"{str(out)!r}", f"tasks={list(tasks)!r}", f"retrain={retrain}", f"seed={seed}",
-                          f"test_seeds={test_seeds}", f"tuning_seeds={tuning_seeds}", f"members={members}"]
-                         + [f"{k}={v!r}" for k, v in api_extras.items()])
+                          f"test_seeds={test_seeds}", f"tuning_seeds={tuning_seeds}", f"members={members}",
+                          f"jobs={jobs}"] + [f"{k}={v!r}" for k, v in api_extras.items()])
         return "python -c " + shlex.quote(f"from lorex.report.reproduce import reproduce; reproduce({args})")
     cmd = ["lorex", "reproduce", "--out", str(out)]
     if explicit_tasks:
@@ -77,6 +85,8 @@ def _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds
         cmd += ["--tuning-seeds", str(tuning_seeds)]
     if members != 5:
         cmd += ["--members", str(members)]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
     return shlex.join(cmd)
 
 
@@ -107,10 +117,173 @@ def _info(source, path, cfg, md) -> dict:
             "trained_with": md.get("versions")}
 
 
+# Typical wall seconds of one task's report on 2 CPU cores (BENCHMARKS.md, section 3); used only to hand the longest
+# tasks to worker processes first, so that the last one to finish starts early.
+TYPICAL_SECONDS = {"digits": 200.0, "two_moons": 130.0, "linreg": 60.0, "rosenbrock": 25.0}
+# JAX settings a worker process takes over from the process that started it (the persistent compilation cache)
+_INHERITED_JAX_CONFIG = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_enable_x64")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every task of one reproduction shares (sent to worker processes as it is)."""
+    out: Path
+    n_tasks: int
+    retrain: bool
+    seed: int
+    test_seeds: int
+    tuning_seeds: int | None
+    members: int
+    opts: AnalysisOptions
+    optimizers: dict | None
+    steps: int | None
+    baselines: tuple
+    train_overrides: dict | None
+    task_overrides: dict
+    progress: bool
+
+
+def _report_task(run: _Run, i: int, task: str) -> dict:
+    """One task's part of the report: optimizer(s), benchmark, analysis, figures, population, distillation.
+
+    Returns its entries of ``results.json`` ({"results", "figures", "findings", "seeds", "agreement", "walls"}) and
+    the PNG paths the HTML report embeds ("png"). Depends on nothing another task computes."""
+    progress, seed, steps, opts, out = run.progress, run.seed, run.steps, run.opts, run.out
+    family = tasks_mod.make(task, **run.task_overrides.get(task, {}))
+    fig_dir = out / "figures"
+    walls = {}
+    head = f"[{i + 1}/{run.n_tasks}] {task}"
+    t0 = time.perf_counter()
+    _say(progress, f"{head}: optimizer")
+    dirs, ref_seed, source = _resolve_optimizers(task, out, run.retrain, seed, run.optimizers, run.members,
+                                                 run.train_overrides, run.task_overrides.get(task), progress)
+    params, cfg, md = lopt.load_params(dirs[ref_seed])
+    info = _info(source, dirs[ref_seed], cfg, md)
+    walls["optimizer"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(progress, f"{head}: benchmark (tuning {', '.join(run.baselines)}; {run.test_seeds} test seeds)")
+    bench, runs = run_benchmark(family, seed=seed, tuning_seeds=run.tuning_seeds, test_seeds=run.test_seeds,
+                                optimizers=run.baselines,
+                                learned={"learned": lopt.learned_optimizer(params, cfg)}, steps=steps,
+                                progress=progress, return_runs=True)
+    walls["benchmark"] = time.perf_counter() - t0
+    if progress:
+        print(format_table(bench), file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    ta = analyze_task(params, cfg, family, seed=seed, options=opts,
+                      progress=lambda m: _say(progress, f"{head}: analysis: {m}"))
+    numbers, arrays = ta.numbers, ta.arrays
+    walls["analysis"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(progress, f"{head}: figures")
+    paths = {"performance": F.task_performance_figure(bench, fig_dir / f"{task}_1_performance", family=family)}
+    task_findings = findings(ta)
+    by_mechanism = {f["mechanism"]: f for f in task_findings}
+    for j, (name, fn) in enumerate(FIGURE_FUNCTIONS.items(), start=2):
+        paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}", finding=by_mechanism[name])
+    walls["figures"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    extra = {}
+    if len(dirs) > 1:
+        extra["population"], agreements = population(
+            task, family, dirs, bench, ref_seed, ta.analysis, seed=seed, options=opts,
+            progress=lambda m: _say(progress, f"{head}: {m}"), reference_runs=runs["learned"])
+        paths["population"] = F.population_figure(agreements, extra["population"], fig_dir / f"{task}_7_population")
+    if source == "shipped":
+        paper = paper_optimizer(task, family, bench, ta.analysis, seed=seed, options=opts,
+                                progress=lambda m: _say(progress, f"{head}: {m}"))
+        if paper is not None:
+            extra["paper"] = paper
+    walls["population"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(progress, f"{head}: distillation (mechanistic surrogate, ablations)")
+    # the rebuild of Momentum, RMSProp and Adam through the same extraction checks the extraction itself, not
+    # this optimizer; `lorex distill` runs it, the report does not repeat it for every task
+    # the mechanism bound: the shipped trained mechanism family (shipped optimizers only) is evaluated, not
+    # retrained (`lorex distill` meta-trains it)
+    shipped_family = shipped_mechanism_family(task) if source == "shipped" else None
+    if shipped_family is not None and int(shipped_family["steps"]) != int(bench["steps"]):
+        shipped_family = None  # trained for another horizon
+    distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
+                        progress=progress, steps=steps, references=False, bound=shipped_family is not None,
+                        family_trained=shipped_family, benchmark_runs=runs)
+    paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
+    if "mechanism_bound" in distilled:
+        paths["ladder"] = ladder_figure(distilled, fig_dir / f"{task}_7_ladder")
+    walls["distill"] = time.perf_counter() - t0
+
+    for f in task_findings:
+        _say(progress, f"{head}: {f['statement']}")
+    analysis_walls = numbers.pop("wall_seconds")
+    _say(progress, f"{head}: done in {sum(walls.values()):.1f} s "
+                   f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")
+    return {"results": {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench), **numbers,
+                        "analysis_wall_seconds": analysis_walls, "distill": distilled, **extra},
+            "png": {k: v[0] for k, v in paths.items()},
+            "figures": {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()},
+            "findings": task_findings,
+            "seeds": {"tuning": bench["tuning_seeds"], "test": bench["test_seeds"],
+                      "analysis": numbers["evidence"]["n_runs"]},
+            "agreement": [{"task": task, **{k: v for k, v in a.items() if k != "members"}}
+                          for a in extra.get("population", {}).get("agreement", [])],
+            "walls": walls}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def default_jobs(n_tasks: int) -> int:
+    """Worker processes for ``n_tasks`` tasks: one per task up to the CPU cores on CPU; 1 on an accelerator, which
+    one process already keeps busy (and whose memory it reserves)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(n_tasks, available_cores()))
+
+
+def _worker_init(jax_config: dict) -> None:
+    for name, value in jax_config.items():
+        jax.config.update(name, value)
+
+
+def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
+    """Every task's part (:func:`_report_task`), in the order of ``tasks``; with ``jobs`` > 1 in that many worker
+    processes, the longest tasks first.
+
+    Processes rather than threads: a task's stages are mostly single-threaded XLA programs and Python (tracing,
+    matplotlib, which is not thread-safe), and each process compiles and runs the same programs on the same inputs
+    as one process would, so the numbers are the same. Workers are started with ``spawn`` (forking a process that
+    has started JAX's threads is unsafe) and share the persistent compilation cache."""
+    if jobs == 1 or len(tasks) == 1:
+        return [_report_task(run, i, t) for i, t in enumerate(tasks)]
+    jax_config = {name: getattr(jax.config, name) for name in _INHERITED_JAX_CONFIG}
+    order = sorted(range(len(tasks)), key=lambda i: -TYPICAL_SECONDS.get(tasks[i], 0.0))
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+                                                mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_worker_init, initargs=(jax_config,)) as pool:
+        futures = {i: pool.submit(_report_task, run, i, tasks[i]) for i in order}
+        for done in concurrent.futures.as_completed(futures.values()):
+            if done.exception() is not None:  # the first failure ends the run: tasks not started are dropped
+                for f in futures.values():
+                    f.cancel()
+                raise done.exception()
+        return [futures[i].result() for i in range(len(tasks))]
+
+
 def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds: int = 128,
               tuning_seeds: int | None = None, members: int = 5, *, progress: bool = True, analysis_options=None,
               optimizers: dict | None = None, steps: int | None = None, baselines=DEFAULT_OPTIMIZERS,
-              train_overrides: dict | None = None, task_overrides: dict | None = None) -> Path:
+              train_overrides: dict | None = None, task_overrides: dict | None = None,
+              jobs: int | None = None) -> Path:
     """Run the whole reproduction into the folder ``out`` and return it (``out/report.html`` is the report).
 
     ``tasks``: names (default linreg, rosenbrock, two_moons, digits). Without ``retrain`` each task's shipped optimizers
@@ -124,6 +297,8 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
     ``analysis_options`` a dict of :class:`lorex.report.analyze.AnalysisOptions` fields, ``baselines`` the tuned
     baselines (Momentum, RMSProp and Adam are the ones drawn in Figure 1), ``task_overrides`` {task: {config field:
     value}} a task's configuration (e.g. a smaller network; used for benchmarking, analysis and ``retrain``).
+    ``jobs``: worker processes that report tasks side by side (None: one per task up to the CPU cores, on CPU;
+    1: every task in this process); the numbers do not depend on it.
     """
     t_start = time.perf_counter()
     explicit_tasks = tasks is not None
@@ -137,7 +312,8 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         if t not in tasks:
             raise LorexError("task_overrides", f"names task {t!r}, which is not among the tasks run", tasks)
     # unknown names and fields fail here, before any work
-    families = {t: tasks_mod.make(t, **task_overrides.get(t, {})) for t in tasks}
+    for t in tasks:
+        tasks_mod.make(t, **task_overrides.get(t, {}))
     if not retrain:
         shipped = lopt.pretrained_names()
         for t in tasks:
@@ -152,14 +328,18 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
         api_extras["baselines"] = list(baselines)
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise LorexError("members", f"got {members!r}", "a positive integer (1 = the reference optimizer alone)")
-    command = _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, api_extras)
-    fig_dir = out / "figures"
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise LorexError("jobs", f"got {jobs!r}", "a positive integer (1 = every task in this process), or None for "
+                                                  "one worker process per task up to the CPU cores")
+    command = _command(out, tasks, explicit_tasks, retrain, seed, test_seeds, tuning_seeds, members, jobs,
+                       api_extras)
+    jobs = default_jobs(len(tasks)) if jobs is None else min(jobs, len(tasks))
     results = {"format_version": io.FORMAT_VERSION,
                "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "command": command, "argv": list(sys.argv),
                "arguments": {"out": str(out), "tasks": tasks, "retrain": retrain, "seed": seed,
                              "test_seeds": test_seeds, "tuning_seeds": tuning_seeds, "members": members,
-                             "steps": steps,
+                             "steps": steps, "jobs": jobs,
                              "baselines": list(baselines), "optimizers": optimizers,
                              "train_overrides": train_overrides, "task_overrides": task_overrides,
                              "analysis_options": dataclasses.asdict(opts)},
@@ -174,93 +354,21 @@ def reproduce(out, tasks=None, retrain: bool = False, seed: int = 0, test_seeds:
                                      "moved by ±50 %",
                          "json": "non-finite numbers (NaN, ±inf) are written as null"},
                "findings": [], "agreement": [], "tasks": {}, "figures": {}, "wall_seconds": {"tasks": {}}}
+    run = _Run(out=out, n_tasks=len(tasks), retrain=retrain, seed=seed, test_seeds=test_seeds,
+               tuning_seeds=tuning_seeds, members=members, opts=opts, optimizers=optimizers, steps=steps,
+               baselines=tuple(baselines), train_overrides=train_overrides, task_overrides=task_overrides,
+               progress=progress)
+    parts = _report_tasks(run, tasks, jobs)
     png_paths: dict[str, dict[str, Path]] = {}
-    for i, task in enumerate(tasks):
-        family = families[task]
-        walls = {}
-        head = f"[{i + 1}/{len(tasks)}] {task}"
-        t0 = time.perf_counter()
-        _say(progress, f"{head}: optimizer")
-        dirs, ref_seed, source = _resolve_optimizers(task, out, retrain, seed, optimizers, members,
-                                                     train_overrides, task_overrides.get(task), progress)
-        params, cfg, md = lopt.load_params(dirs[ref_seed])
-        info = _info(source, dirs[ref_seed], cfg, md)
-        walls["optimizer"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        _say(progress, f"{head}: benchmark (tuning {', '.join(baselines)}; {test_seeds} test seeds)")
-        bench, runs = run_benchmark(family, seed=seed, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
-                                    optimizers=tuple(baselines),
-                                    learned={"learned": lopt.learned_optimizer(params, cfg)}, steps=steps,
-                                    progress=progress, return_runs=True)
-        walls["benchmark"] = time.perf_counter() - t0
-        if progress:
-            print(format_table(bench), file=sys.stderr, flush=True)
-
-        t0 = time.perf_counter()
-        ta = analyze_task(params, cfg, family, seed=seed, options=opts,
-                          progress=lambda m, h=head: _say(progress, f"{h}: analysis: {m}"))
-        numbers, arrays = ta.numbers, ta.arrays
-        walls["analysis"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        _say(progress, f"{head}: figures")
-        paths = {"performance": F.task_performance_figure(bench, fig_dir / f"{task}_1_performance", family=family)}
-        task_findings = findings(ta)
-        by_mechanism = {f["mechanism"]: f for f in task_findings}
-        for j, (name, fn) in enumerate(FIGURE_FUNCTIONS.items(), start=2):
-            paths[name] = fn(numbers, arrays, fig_dir / f"{task}_{j}_{name}", finding=by_mechanism[name])
-        walls["figures"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        extra = {}
-        if len(dirs) > 1:
-            extra["population"], agreements = population(
-                task, family, dirs, bench, ref_seed, ta.analysis, seed=seed, options=opts,
-                progress=lambda m, h=head: _say(progress, f"{h}: {m}"), reference_runs=runs["learned"])
-            paths["population"] = F.population_figure(agreements, extra["population"],
-                                                      fig_dir / f"{task}_7_population")
-        if source == "shipped":
-            paper = paper_optimizer(task, family, bench, ta.analysis, seed=seed, options=opts,
-                                    progress=lambda m, h=head: _say(progress, f"{h}: {m}"))
-            if paper is not None:
-                extra["paper"] = paper
-        walls["population"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        _say(progress, f"{head}: distillation (mechanistic surrogate, ablations)")
-        # the rebuild of Momentum, RMSProp and Adam through the same extraction checks the extraction itself, not
-        # this optimizer; `lorex distill` runs it, the report does not repeat it for every task
-        # the mechanism bound: the shipped trained mechanism family (shipped optimizers only) is evaluated, not
-        # retrained (`lorex distill` meta-trains it)
-        shipped_family = shipped_mechanism_family(task) if source == "shipped" else None
-        if shipped_family is not None and int(shipped_family["steps"]) != int(bench["steps"]):
-            shipped_family = None  # trained for another horizon
-        distilled = distill((params, cfg), family, seed=seed, benchmark=bench, analysis=ta.analysis,
-                            progress=progress, steps=steps, references=False, bound=shipped_family is not None,
-                            family_trained=shipped_family, benchmark_runs=runs)
-        paths["distill"] = distill_figure(distilled, fig_dir / f"{task}_6_distill")
-        if "mechanism_bound" in distilled:
-            paths["ladder"] = ladder_figure(distilled, fig_dir / f"{task}_7_ladder")
-        walls["distill"] = time.perf_counter() - t0
-        png_paths[task] = {k: v[0] for k, v in paths.items()}
-        results["figures"][task] = {k: [str(p.relative_to(out)) for p in v] for k, v in paths.items()}
-
-        for f in task_findings:
-            _say(progress, f"{head}: {f['statement']}")
-        results["findings"] += task_findings
-        results["seeds"]["tuning"][task] = bench["tuning_seeds"]
-        results["seeds"]["test"][task] = bench["test_seeds"]
-        results["seeds"]["analysis"][task] = numbers["evidence"]["n_runs"]
-        analysis_walls = numbers.pop("wall_seconds")
-        results["tasks"][task] = {"optimizer": info, "benchmark": bench, "performance": performance_numbers(bench),
-                                  **numbers, "analysis_wall_seconds": analysis_walls, "distill": distilled,
-                                  **extra}
-        for a in extra.get("population", {}).get("agreement", []):
-            results["agreement"].append({"task": task, **{k: v for k, v in a.items() if k != "members"}})
-        results["wall_seconds"]["tasks"][task] = walls
-        _say(progress, f"{head}: done in {sum(walls.values()):.1f} s "
-                       f"({', '.join(f'{k} {v:.1f} s' for k, v in walls.items())})")
+    for task, part in zip(tasks, parts):
+        png_paths[task] = part["png"]
+        results["figures"][task] = part["figures"]
+        results["findings"] += part["findings"]
+        for stream in ("tuning", "test", "analysis"):
+            results["seeds"][stream][task] = part["seeds"][stream]
+        results["tasks"][task] = part["results"]
+        results["agreement"] += part["agreement"]
+        results["wall_seconds"]["tasks"][task] = part["walls"]
 
     results["wall_seconds"]["total"] = time.perf_counter() - t_start
     results = io.json_safe(results)
