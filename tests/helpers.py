@@ -1,5 +1,6 @@
 """Shared test helpers (importable from tests/ because pytest puts the test folder on sys.path)."""
 
+import os
 from pathlib import Path
 
 import jax
@@ -29,3 +30,8 @@ def toy_surrogate():
                      clip_kind="tanh", clip_threshold=0.5, schedule=np.linspace(0.5, 1.0, 11),
                      adapt_grid=np.geomspace(1e-2, 10, 7), adapt_ratio=np.geomspace(1.0, 0.05, 7), adapt_rho=0.9,
                      adapt_bias_correction=True)
+
+
+def die_at_once(*args):
+    """Stands in for a worker's task in tests: ends the worker process at once, as the out-of-memory killer would."""
+    os._exit(3)

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from helpers import tiny_optimizer
+from helpers import die_at_once, tiny_optimizer
 from lorex import lopt
 from lorex.errors import LorexError, RunError
 from lorex.report import analyze
+from lorex.report import reproduce as reproduce_module
 from lorex.report.reproduce import reproduce
 
 FIGURES = ("1_performance", "2_momentum", "3_clipping", "4_schedule", "5_adaptation", "6_distill")
@@ -186,3 +187,11 @@ def test_errors_survive_the_trip_back_from_a_worker(tmp_path):
     with pytest.raises(LorexError, match="no-such-optimizer"):
         reproduce(tmp_path / "run", tasks=["rosenbrock", "linreg"], jobs=2, progress=False,
                   optimizers={"rosenbrock": missing, "linreg": missing})
+
+
+def test_a_worker_that_dies_is_a_one_line_error(tmp_path, monkeypatch):
+    """A worker process killed mid-task (e.g. out of memory) ends the run with lorex's error, suggesting fewer jobs."""
+    monkeypatch.setattr(reproduce_module, "_report_task", die_at_once)
+    with pytest.raises(RunError, match="worker process.*--jobs 1"):
+        reproduce(tmp_path / "run", tasks=["rosenbrock", "linreg"], jobs=2, progress=False)
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -11,6 +11,7 @@ with the same numbers as in one process.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import datetime
 import math
@@ -27,7 +28,7 @@ from lorex import io, lopt, meta, seeds
 from lorex import tasks as tasks_mod
 from lorex.baselines import DEFAULT_OPTIMIZERS
 from lorex.benchmark import format_table, run_benchmark
-from lorex.errors import LorexError
+from lorex.errors import LorexError, RunError
 from lorex.distill import distill, distill_figure, ladder_figure
 from lorex.distill.bound import shipped_family as shipped_mechanism_family
 from lorex.report import figures as F
@@ -272,10 +273,14 @@ def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
                                                 initializer=_worker_init, initargs=(jax_config,)) as pool:
         futures = {i: pool.submit(_report_task, run, i, tasks[i]) for i in order}
         for done in concurrent.futures.as_completed(futures.values()):
-            if done.exception() is not None:  # the first failure ends the run: tasks not started are dropped
+            error = done.exception()
+            if error is not None:  # the first failure ends the run: tasks not started are dropped
                 for f in futures.values():
                     f.cancel()
-                raise done.exception()
+                if isinstance(error, concurrent.futures.process.BrokenProcessPool):
+                    raise RunError("reproduce", f"a worker process ended without a result ({error}); out of memory? "
+                                                "Rerun with --jobs 1 (or fewer jobs)") from None
+                raise error
         return [futures[i].result() for i in range(len(tasks))]
 
 
