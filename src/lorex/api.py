@@ -123,7 +123,8 @@ def reproduce(out: str | Path = "lorex-report", *, tasks=None, retrain: bool = F
     ``report.html`` is the report. ``tasks`` default linreg, rosenbrock, two_moons, digits; ``retrain`` meta-trains each
     task's ``members`` optimizers first instead of using the shipped ones; ``task_overrides`` {task: {field: value}}
     changes a task's configuration (``--set TASK.FIELD=VALUE``); ``jobs`` worker processes report tasks side by side
-    (default: one per task up to the CPU cores; ``--jobs``)."""
+    (default: one per task up to the CPU cores; ``--jobs``). Worker processes import the main script, so a script that
+    calls this with more than one task does so under ``if __name__ == "__main__":`` (or passes ``jobs=1``)."""
     from lorex import tasks as tasks_mod
     from lorex.baselines import DEFAULT_OPTIMIZERS
     from lorex.report.reproduce import DEFAULT_TASKS

@@ -278,8 +278,10 @@ def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
                 for f in futures.values():
                     f.cancel()
                 if isinstance(error, concurrent.futures.process.BrokenProcessPool):
-                    raise RunError("reproduce", f"a worker process ended without a result ({error}); out of memory? "
-                                                "Rerun with --jobs 1 (or fewer jobs)") from None
+                    raise RunError("reproduce", f"a worker process ended without a result ({error}): out of memory, "
+                                                "or a script that calls reproduce outside `if __name__ == "
+                                                "'__main__':` (each worker imports the main script); rerun with "
+                                                "--jobs 1 (jobs=1)") from None
                 raise error
         return [futures[i].result() for i in range(len(tasks))]
 
