@@ -8,10 +8,10 @@ compiling one program), ``jaxpr_trace_duration`` and ``jaxpr_to_mlir_module_dura
 again in every process), and ``cache_retrieval_time_sec`` (a program read from the persistent compilation cache
 instead, counted with the time it took to read and load). The stage of each event is read off the command's
 progress lines (``[reproduce] [i/n] task: stage``); other commands count as one stage. ``reproduce`` runs with
-``--jobs 1`` (every task in this process, where the listener hears it) unless ``--jobs`` is given. Programs that compile faster
-than JAX's ``persistent_cache_min_compile_time_secs`` are not written to the cache, so a second run compiles them
-again: the table counts them apart. For cold and warm, run it twice with ``LOREX_COMPILATION_CACHE`` set to the same
-new folder.
+``--jobs 1`` (every task in this process, where the listener hears it) unless ``--jobs`` is given. Programs that
+compile faster than JAX's ``persistent_cache_min_compile_time_secs`` are not written to the cache, so a second run
+compiles them again: the table counts them apart. For cold and warm, run it twice with ``LOREX_COMPILATION_CACHE``
+set to the same new folder.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main():
     lorex_args = args.lorex_args[1:] if args.lorex_args[:1] == ["--"] else args.lorex_args
     if not lorex_args:
         ap.error("give the lorex command after --, e.g. -- reproduce --out DIR")
-    if lorex_args[0] == "reproduce" and "--jobs" not in lorex_args:
+    if lorex_args[0] == "reproduce" and not any(a.split("=")[0] == "--jobs" for a in lorex_args):
         lorex_args.append("--jobs=1")  # the listener hears this process only: every task in it
 
     reader = StageReader(sys.stderr)

@@ -190,7 +190,8 @@ def test_errors_survive_the_trip_back_from_a_worker(tmp_path):
 
 
 def test_a_worker_that_dies_is_a_one_line_error(tmp_path, monkeypatch):
-    """A worker process killed mid-task (e.g. out of memory) ends the run with lorex's error, suggesting fewer jobs."""
+    """A worker process killed mid-task (e.g. out of memory) ends the run with lorex's error, suggesting fewer
+    jobs."""
     monkeypatch.setattr(reproduce_module, "_report_task", die_at_once)
     with pytest.raises(RunError, match="worker process.*--jobs 1"):
         reproduce(tmp_path / "run", tasks=["rosenbrock", "linreg"], jobs=2, progress=False)

@@ -257,18 +257,18 @@ def _worker_init(jax_config: dict) -> None:
 
 
 def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
-    """Every task's part (:func:`_report_task`), in the order of ``tasks``; with ``jobs`` > 1 in that many worker
-    processes, the longest tasks first.
+    """Every task's part (:func:`_report_task`), in the order of ``tasks``; with ``jobs`` > 1 (at most one per task)
+    in that many worker processes, the longest tasks first.
 
     Processes rather than threads: a task's stages are mostly single-threaded XLA programs and Python (tracing,
     matplotlib, which is not thread-safe), and each process compiles and runs the same programs on the same inputs
     as one process would, so the numbers are the same. Workers are started with ``spawn`` (forking a process that
     has started JAX's threads is unsafe) and share the persistent compilation cache."""
-    if jobs == 1 or len(tasks) == 1:
+    if jobs == 1:
         return [_report_task(run, i, t) for i, t in enumerate(tasks)]
     jax_config = {name: getattr(jax.config, name) for name in _INHERITED_JAX_CONFIG}
     order = sorted(range(len(tasks)), key=lambda i: -TYPICAL_SECONDS.get(tasks[i], 0.0))
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs,
                                                 mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_worker_init, initargs=(jax_config,)) as pool:
         futures = {i: pool.submit(_report_task, run, i, tasks[i]) for i in order}
