@@ -35,3 +35,20 @@ def toy_surrogate():
 def die_at_once(*args):
     """Stands in for a worker's task in tests: ends the worker process at once, as the out-of-memory killer would."""
     os._exit(3)
+
+
+
+def progress_slot(run, i, task):
+    """Stands in for a worker's task in tests: shows a bar and a message, returns the worker's slot."""
+    import time
+
+    from lorex import progress
+
+    time.sleep(1.0)  # long enough that every worker takes a task
+    bar = progress.bar(total=3, desc=f"bar of {task}")
+    for _ in range(3):
+        bar.update()
+        bar.set_postfix(task=task)
+    bar.close()
+    progress.say(f"message from {task}")
+    return {"slot": progress._slot, "pid": os.getpid()}

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from helpers import die_at_once, tiny_optimizer
+from helpers import die_at_once, progress_slot, tiny_optimizer
 from lorex import lopt
 from lorex.errors import LorexError, RunError
 from lorex.report import analyze
@@ -196,3 +196,17 @@ def test_a_worker_that_dies_is_a_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(RunError, match="worker process.*--jobs 1"):
         reproduce(tmp_path / "run", tasks=["rosenbrock", "linreg"], jobs=2, progress=False)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+
+def test_workers_bars_and_messages_are_drawn_by_the_main_process(monkeypatch, capsys):
+    """Two workers at once: each takes a line of its own, and their bars and messages reach the main process's
+    stderr whole (one process draws them all, so they cannot overwrite each other)."""
+    monkeypatch.setattr(reproduce_module, "_report_task", progress_slot)
+    got = reproduce_module._report_tasks(None, ["rosenbrock", "linreg"], jobs=2)
+    assert len({g["pid"] for g in got}) == 2
+    assert sorted(g["slot"] for g in got) == [0, 1]
+    err = capsys.readouterr().err
+    for task in ("rosenbrock", "linreg"):
+        assert f"message from {task}\n" in err
+        assert re.search(rf"bar of {task}: 100%.*3/3.*task={task}", err), err

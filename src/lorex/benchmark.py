@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lorex import io, seeds
 from lorex.baselines import DEFAULT_OPTIMIZERS, default_tuning_seeds, tune
 from lorex.evaluate import evaluate_with_metrics, summarize, summarize_metrics
+from lorex.progress import bar as progress_bar
 from lorex.tasks.base import task_name
 
 
@@ -34,7 +34,7 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
     test_keys = seeds.keys(seed, "test", test_seeds)
     rows, runs, all_warnings = {}, {}, []
     learned = learned or {}
-    bar = tqdm(total=len(optimizers) + len(learned), desc="benchmark", disable=not progress, leave=False)
+    bar = progress_bar(total=len(optimizers) + len(learned), desc="benchmark", disable=not progress, leave=False)
     for name in optimizers:
         bar.set_postfix_str(f"tuning {name}")
         t0 = time.perf_counter()

@@ -30,11 +30,11 @@ import optax
 from jax.ad_checkpoint import checkpoint_name
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 from lorex import io, lopt, seeds, tasks
 from lorex.errors import LorexError, RunError, check_choice, check_finite, check_positive_int, check_seed
 from lorex.evaluate import LOG_FLOOR, problem_and_params, run, step_view
+from lorex.progress import bar as progress_bar
 from lorex.tasks.base import task_name
 
 OBJECTIVES = ("log", "ratio", "final", "log_final")
@@ -588,8 +588,8 @@ def _loop(cfg: MetaConfig, out: Path, st: TrainState, progress: bool, stop_after
     validate = make_validation(cfg, family)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     main = jax.process_index() == 0  # with several hosts, one writes files and shows progress
-    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task} (seed {cfg.seed})",
-               disable=not (progress and main), dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=st.step, desc=f"meta-train {cfg.task} (seed {cfg.seed})",
+                       disable=not (progress and main), dynamic_ncols=True)
     t_start = time.perf_counter() - st.wall_seconds
     if st.step == 0 and not st.val_history:  # the starting point: training must beat it
         val0 = float(validate(st.params))

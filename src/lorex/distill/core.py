@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from lorex.evaluate import evaluate as _evaluate
 from lorex.evaluate import jit_once
 from lorex.evaluate import mean_log_loss
 from lorex.evaluate import run as _run
+from lorex.progress import say
 from lorex.tasks.base import task_name
 
 N_BOOT = 2000
@@ -49,7 +49,7 @@ LEARNED_ABLATIONS = {
 
 def _say(progress, msg):
     if progress:
-        print(f"[distill] {msg}", file=sys.stderr, flush=True)
+        say(f"[distill] {msg}")
 
 
 def _load(optimizer):

@@ -31,6 +31,7 @@ from lorex.benchmark import format_table, run_benchmark
 from lorex.errors import LorexError, RunError
 from lorex.distill import distill, distill_figure, ladder_figure
 from lorex.distill.bound import shipped_family as shipped_mechanism_family
+from lorex.progress import join_workers, say, show_workers
 from lorex.report import figures as F
 from lorex.report import html
 from lorex.report.analyze import RULES, AnalysisOptions, analyze_task, findings
@@ -43,7 +44,7 @@ FIGURE_FUNCTIONS = {"momentum": F.momentum_figure, "clipping": F.clipping_figure
 
 def _say(progress: bool, msg: str) -> None:
     if progress:
-        print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
+        say(f"[reproduce] {msg}")
 
 
 def performance_numbers(result: dict) -> dict:
@@ -170,7 +171,7 @@ def _report_task(run: _Run, i: int, task: str) -> dict:
                                 progress=progress, return_runs=True)
     walls["benchmark"] = time.perf_counter() - t0
     if progress:
-        print(format_table(bench), file=sys.stderr, flush=True)
+        say(format_table(bench))
 
     t0 = time.perf_counter()
     ta = analyze_task(params, cfg, family, seed=seed, options=opts,
@@ -251,9 +252,10 @@ def default_jobs(n_tasks: int) -> int:
     return max(1, min(n_tasks, available_cores()))
 
 
-def _worker_init(jax_config: dict) -> None:
+def _worker_init(jax_config: dict, progress_queue, progress_slots) -> None:
     for name, value in jax_config.items():
         jax.config.update(name, value)
+    join_workers(progress_queue, progress_slots)
 
 
 def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
@@ -263,14 +265,16 @@ def _report_tasks(run: _Run, tasks: list[str], jobs: int) -> list[dict]:
     Processes rather than threads: a task's stages are mostly single-threaded XLA programs and Python (tracing,
     matplotlib, which is not thread-safe), and each process compiles and runs the same programs on the same inputs
     as one process would, so the numbers are the same. Workers are started with ``spawn`` (forking a process that
-    has started JAX's threads is unsafe) and share the persistent compilation cache."""
+    has started JAX's threads is unsafe) and share the persistent compilation cache. Their progress bars and messages
+    are drawn by this process, a bar per worker on a line of its own (:mod:`lorex.progress`)."""
     if jobs == 1:
         return [_report_task(run, i, t) for i, t in enumerate(tasks)]
     jax_config = {name: getattr(jax.config, name) for name in _INHERITED_JAX_CONFIG}
     order = sorted(range(len(tasks)), key=lambda i: -TYPICAL_SECONDS.get(tasks[i], 0.0))
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs,
-                                                mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_worker_init, initargs=(jax_config,)) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with show_workers(spawn) as progress_channel, concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=spawn, initializer=_worker_init,
+            initargs=(jax_config, *progress_channel)) as pool:
         futures = {i: pool.submit(_report_task, run, i, tasks[i]) for i in order}
         for done in concurrent.futures.as_completed(futures.values()):
             error = done.exception()
