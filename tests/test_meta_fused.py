@@ -122,3 +122,27 @@ def test_log_final_adds_the_whole_problem_final_loss():
         log_ratio = np.log(np.asarray(losses) / float(losses[0]))
         expected.append(log_ratio[1:].mean() + log_ratio[-1])
     np.testing.assert_allclose(float(meta.batch_objective(p, keys, cfg, family, 6)), np.mean(expected), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["linreg second order", "two moons first order", "rosenbrock truncated first order"])
+def test_storing_the_gates_changes_memory_not_the_meta_gradient(name, monkeypatch):
+    """Under rematerialization the GRU's gates are stored when they fit in ``SAVE_GATES_MAX_BYTES`` and recomputed
+    otherwise: the same meta-loss and meta-gradient, more memory when stored."""
+    cfg, family, p, keys = setup(name)
+    assert cfg.remat
+    out = {}
+    for budget in (0, meta.SAVE_GATES_MAX_BYTES):
+        monkeypatch.setattr(meta, "SAVE_GATES_MAX_BYTES", budget)
+        f = jax.jit(jax.value_and_grad(lambda q: meta.batch_objective(q, keys, cfg, family, cfg.horizon())))
+        temp = f.lower(p).compile().memory_analysis().temp_size_in_bytes
+        loss, g = f(p)
+        out[budget] = float(loss), ravel_pytree(g)[0], temp
+    (l_r, g_r, t_r), (l_s, g_s, t_s) = out[0], out[meta.SAVE_GATES_MAX_BYTES]
+    np.testing.assert_allclose(l_s, l_r, rtol=1e-7)
+    np.testing.assert_allclose(g_s, g_r, rtol=1e-5, atol=1e-6 * np.abs(g_r).max())
+    gates = cfg.horizon() * cfg.batch * family_size(family) * 4 * cfg.hidden * 4  # float32 gates, every step
+    assert t_s >= t_r + gates // 2, (t_s, t_r, gates)
+
+
+def family_size(family):
+    return ravel_pytree(evaluate.problem_and_params(family, jax.random.PRNGKey(0))[1])[0].size

@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.ad_checkpoint import checkpoint_name
 
 from lorex.errors import LorexError, check_choice, check_positive_int
 
@@ -108,8 +109,11 @@ def gru_cell_fast_vjp(cell: Params, h: jax.Array, x: jax.Array) -> jax.Array:
     return gru_cell(cell, h, x)
 
 
+GATES_NAME = "lorex_gru_gates"  # the cell's gates in its residuals, for a rematerialization policy to keep
+
+
 def _gru_fwd(cell, h, x):
-    z, r, n, hn = _gates(cell, h, x)
+    z, r, n, hn = (checkpoint_name(a, GATES_NAME) for a in _gates(cell, h, x))
     return (1.0 - z) * n + z * h, (cell, h, x, z, r, n, hn)
 
 
