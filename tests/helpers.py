@@ -37,7 +37,6 @@ def die_at_once(*args):
     os._exit(3)
 
 
-
 def progress_slot(run, i, task):
     """Stands in for a worker's task in tests: shows a bar and a message, returns the worker's slot."""
     import time

@@ -198,7 +198,6 @@ def test_a_worker_that_dies_is_a_one_line_error(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-
 def test_workers_bars_and_messages_are_drawn_by_the_main_process(monkeypatch, capsys):
     """Two workers at once: each takes a line of its own, and their bars and messages reach the main process's
     stderr whole (one process draws them all, so they cannot overwrite each other)."""

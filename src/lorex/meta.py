@@ -244,9 +244,9 @@ def first_order_value_and_grad(loss_fn):
 TASK_SAVED = ("lorex_task_loss", "lorex_task_grad")  # what the rematerialized unroll keeps of each step
 # ... and the GRU's gates too (4H numbers per coordinate-step, lopt.GATES_NAME) while they fit in this many bytes over
 # the unroll: then the backward pass does not recompute the cell's matmul. Measured with
-# benchmarks/bench_meta_step.py (identical parameters either way): 1.15x faster on linreg GRU-256 (131 MB of gates) and
-# 1.07x on linreg GRU-32 (16 MB), but 0.86x on two moons as shipped (485 MB) and 0.74x with 3.3x the memory on two
-# moons GRU-32/batch 32 (3.9 GB), where recomputing the small-H gates is cheaper than storing and reloading them.
+# benchmarks/bench_meta_step.py (identical parameters either way): 1.10-1.19x faster on linreg GRU-256 (131 MB of
+# gates) and 1.07-1.13x on linreg GRU-32 (16 MB), but 0.86x on two moons as shipped (485 MB) and 0.74x with 3.3x the
+# memory on two moons GRU-32/batch 32 (3.9 GB), where recomputing the small-H gates costs less than storing them.
 SAVE_GATES_MAX_BYTES = 256 * 2**20
 
 
