@@ -1,7 +1,7 @@
 """The package is layered: a module imports only from its own layer or below, never upward (no import cycles).
 
 cli / api → report → distill → mechanisms → analysis → lopt / tasks / evaluate / meta / baselines / benchmark →
-io / errors / seeds / plotting.  Every import counts, including those inside functions.
+io / errors / seeds / plotting / progress.  Every import counts, including those inside functions.
 """
 
 import ast
@@ -11,7 +11,7 @@ import lorex
 
 ROOT = Path(lorex.__file__).parent
 LAYERS = [
-    {"errors", "io", "seeds", "plotting"},
+    {"errors", "io", "seeds", "plotting", "progress"},
     {"tasks", "lopt", "evaluate", "meta", "baselines", "benchmark", "resources"},
     {"analysis"},
     {"mechanisms"},
