@@ -34,7 +34,8 @@ def run_benchmark(family, *, seed: int = 0, tuning_seeds: int | None = None, tes
     test_keys = seeds.keys(seed, "test", test_seeds)
     rows, runs, all_warnings = {}, {}, []
     learned = learned or {}
-    bar = progress_bar(total=len(optimizers) + len(learned), desc="benchmark", disable=not progress, leave=False)
+    bar = progress_bar(total=len(optimizers) + len(learned), desc=f"benchmark {task_name(family)}",
+                       disable=not progress, leave=False)
     for name in optimizers:
         bar.set_postfix_str(f"tuning {name}")
         t0 = time.perf_counter()
