@@ -12,6 +12,12 @@ progress lines (``[reproduce] [i/n] task: stage``); other commands count as one 
 compile faster than JAX's ``persistent_cache_min_compile_time_secs`` are not written to the cache, so a second run
 compiles them again: the table counts them apart. For cold and warm, run it twice with ``LOREX_COMPILATION_CACHE``
 set to the same new folder.
+
+``--every-program`` writes every program to the cache, however fast it compiled (threshold 0): with a new cache folder,
+each read from the cache is then a program that this one command compiled before (the same program compiled twice).
+Besides the table per stage, the slowest compilations are listed, and the function names by total compile time (JAX
+names a program after the function it traced: ``one`` is the per-run function that lorex's evaluation, tuning and
+distillation programs vmap; ``add``, ``stack`` and the like are single operations run outside ``jit``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--md", help="append the markdown tables to this file")
     ap.add_argument("--top", type=int, default=10, help="list this many of the slowest compilations")
+    ap.add_argument("--every-program", action="store_true",
+                    help="cache every program (threshold 0): with a new cache folder, a cache read is a repeat")
     ap.add_argument("lorex_args", nargs=argparse.REMAINDER, help="-- then the lorex command's arguments")
     args = ap.parse_args()
     lorex_args = args.lorex_args[1:] if args.lorex_args[:1] == ["--"] else args.lorex_args
@@ -84,7 +92,21 @@ def main():
             events.append((reader.stage, event, float(seconds), kw.get("fun_name", "")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
+    import lorex.io
     from lorex.cli import main as lorex_main
+
+    if args.every_program:
+        enable = lorex.io.enable_compilation_cache
+
+        def enable_every_program():
+            path = enable()
+            if path is None:
+                sys.exit("--every-program needs the compilation cache: set LOREX_COMPILATION_CACHE to a new folder")
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+            return path
+
+        lorex.io.enable_compilation_cache = enable_every_program
 
     sys.stderr = reader
     t0 = time.perf_counter()
@@ -118,11 +140,21 @@ def main():
     slow = sorted((e for e in events if e[1] == COMPILE), key=lambda e: -e[2])[:args.top]
     top = ["| compile s | task | stage | function |", "|---|---|---|---|"]
     top += [f"| {secs:.2f} | {stage[0]} | {stage[1]} | `{name}` |" for stage, _, secs, name in slow]
+    by_name = collections.defaultdict(collections.Counter)
+    for _, event, secs, name in events:
+        if event == COMPILE:
+            by_name[name]["n"] += 1
+            by_name[name]["s"] += secs
+    names = ["| function | compilations | compile s |", "|---|---|---|"]
+    names += [f"| `{name}` | {c['n']} | {c['s']:.1f} |"
+              for name, c in sorted(by_name.items(), key=lambda x: -x[1]["s"])[:args.top]]
     head = (f"`lorex {' '.join(lorex_args)}`: {wall:.1f} s wall, jax {jax.__version__}, cache threshold "
             f"{threshold} s")
-    print(head, *table, "", f"the {len(slow)} slowest compilations:", *top, sep="\n")
+    print(head, *table, "", f"the {len(slow)} slowest compilations:", *top, "",
+          f"the {len(names) - 2} functions with the most compile time:", *names, sep="\n")
     append_md(args.md, head, table)
     append_md(args.md, f"The {len(slow)} slowest compilations:", top)
+    append_md(args.md, f"The {len(names) - 2} functions with the most compile time:", names)
     return rc
 
 

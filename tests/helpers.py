@@ -44,7 +44,7 @@ def progress_slot(run, i, task):
     from lorex import progress
 
     time.sleep(1.0)  # long enough that every worker takes a task
-    bar = progress.bar(total=3, desc=f"bar of {task}")
+    bar = progress.bar(total=3, desc=f"bar of {task}", ncols=30)  # narrower than the line a finished bar leaves
     for _ in range(3):
         bar.update()
         bar.set_postfix(task=task)

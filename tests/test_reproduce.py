@@ -200,7 +200,8 @@ def test_a_worker_that_dies_is_a_one_line_error(tmp_path, monkeypatch):
 
 def test_workers_bars_and_messages_are_drawn_by_the_main_process(monkeypatch, capsys):
     """Two workers at once: each takes a line of its own, and their bars and messages reach the main process's
-    stderr whole (one process draws them all, so they cannot overwrite each other)."""
+    stderr whole (one process draws them all, so they cannot overwrite each other). On a terminal narrower than a
+    finished bar (the bars here are 30 columns wide), the line it leaves is still whole."""
     monkeypatch.setattr(reproduce_module, "_report_task", progress_slot)
     got = reproduce_module._report_tasks(None, ["rosenbrock", "linreg"], jobs=2)
     assert len({g["pid"] for g in got}) == 2

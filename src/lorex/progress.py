@@ -99,8 +99,9 @@ def _draw(queue) -> None:
             bars[slot].update(n - bars[slot].n)
         elif kind == "close" and slot in bars:
             b = bars.pop(slot)
-            if leave[slot]:  # a finished bar stays as a line above the others
-                tqdm.write(str(b), file=sys.stderr)
+            if leave[slot]:  # a finished bar stays as a line above the others, whole (a line may wrap; a bar
+                # drawn in place is cut to the terminal's width)
+                tqdm.write(b.format_meter(**{**b.format_dict, "ncols": None}), file=sys.stderr)
             b.close()
     for b in bars.values():
         b.close()
