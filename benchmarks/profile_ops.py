@@ -5,11 +5,13 @@ Run by hand (not in CI):
   python benchmarks/profile_ops.py evaluate --task digits --optimizer adam [--seeds 128] [--top 15] [--md FILE]
 
 ``meta``: one meta-step of ``lorex.meta.make_meta_step`` for a config of ``bench_meta_step.py`` (``paper32``: two moons
-GRU-32, 32 problems). ``evaluate``: ``lorex.evaluate.evaluate`` of a baseline (at its default hyperparameters) on the
-test seeds. The program is compiled and called once untimed, then one call is recorded with ``jax.profiler``; every
-operation XLA ran on its CPU threads is summed over the call (thread time: two threads working at once count twice)
-and listed with its calls, share, result shape and the JAX operation it came from. ``ynn_fusion`` is an operation XLA
-hands to the YNNPACK library (dots, reductions), ``dot`` one it runs with Eigen, other names are XLA's own fused loops.
+GRU-32, 32 problems). ``evaluate``: the program of ``lorex.evaluate.evaluate`` for a baseline on the test seeds (its
+learning rate the middle of the task's range on a log scale, its other hyperparameter the default). The program is
+compiled and called once untimed, then one call is recorded with ``jax.profiler``; every operation XLA ran on its CPU
+threads is summed over the call (exclusive time: a loop does not count its body; thread time: two threads working at
+once count twice) and listed with its calls, share, result shape and the JAX operation it came from. ``ynn_fusion`` is
+an operation XLA hands to the YNNPACK library (dots, reductions), ``dot`` one it runs with Eigen, other names are XLA's
+own fused loops.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_meta_step import COMPARE_CONFIGS, append_md  # noqa: E402
+
+from lorex.baselines import OPTIMIZERS  # noqa: E402
 
 INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) ")
 
@@ -95,18 +99,19 @@ def meta_program(config: str):
 
 
 def evaluate_program(task: str, optimizer: str, n_seeds: int):
-    from lorex import baselines, seeds, tasks
+    from lorex import seeds, tasks
     from lorex.evaluate import ONCE_COMPILER_OPTIONS, run
 
     family = tasks.make(task)
-    factory, _, _, second = baselines.OPTIMIZERS[optimizer]
+    factory, _, _, second = OPTIMIZERS[optimizer]
     lr = 10 ** ((family.policy.lr_range[0] + family.policy.lr_range[1]) / 2)
     tx = factory(lr, second)
     keys = seeds.keys(0, "test", n_seeds)
     options = ONCE_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None  # as lorex.evaluate.jit_once
     compiled = jax.jit(jax.vmap(lambda k: run(tx, family, k, family.steps)),
                        compiler_options=options).lower(keys).compile()
-    return compiled, (keys,), compiled.as_text(), f"evaluation of {optimizer} (lr {lr:.3g}) on {task}, {n_seeds} seeds"
+    label = f"evaluation of {optimizer} (lr {lr:.3g}) on {task}, {n_seeds} seeds"
+    return compiled, (keys,), compiled.as_text(), label
 
 
 def main():
@@ -114,7 +119,7 @@ def main():
     ap.add_argument("what", choices=["meta", "evaluate"])
     ap.add_argument("--config", default="paper32", choices=sorted(COMPARE_CONFIGS), help="meta: the config")
     ap.add_argument("--task", default="digits", help="evaluate: the task")
-    ap.add_argument("--optimizer", default="adam", help="evaluate: the baseline")
+    ap.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="evaluate: the baseline")
     ap.add_argument("--seeds", type=int, default=128, help="evaluate: test seeds")
     ap.add_argument("--top", type=int, default=15, help="list this many operations")
     ap.add_argument("--md", help="append the markdown table to this file")
