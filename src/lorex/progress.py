@@ -82,28 +82,28 @@ def join_workers(queue, counter) -> None:
 
 
 def _draw(queue) -> None:
-    bars: dict[int, tqdm] = {}
-    leave: dict[int, bool] = {}
+    bars: dict[int, tuple[tqdm, bool]] = {}  # slot → (its bar, whether a line stays when it closes)
     while (item := queue.get()) is not None:
         kind, slot, payload = item
         if kind == "say":
             tqdm.write(payload, file=sys.stderr)
         elif kind == "open":
             if slot in bars:
-                bars.pop(slot).close()
-            leave[slot] = payload.pop("leave", True) is not False
-            bars[slot] = tqdm(**{**payload, "position": slot, "leave": False})
+                bars.pop(slot)[0].close()
+            leave = payload.pop("leave", True) is not False
+            bars[slot] = tqdm(**{**payload, "position": slot, "leave": False}), leave
         elif kind == "state" and slot in bars:
+            b = bars[slot][0]
             n, (method, args, kwargs) = payload
-            getattr(bars[slot], method)(*args, **kwargs)
-            bars[slot].update(n - bars[slot].n)
+            getattr(b, method)(*args, **kwargs)
+            b.update(n - b.n)
         elif kind == "close" and slot in bars:
-            b = bars.pop(slot)
-            if leave[slot]:  # a finished bar stays as a line above the others, whole (a line may wrap; a bar
-                # drawn in place is cut to the terminal's width)
+            b, leave = bars.pop(slot)
+            if leave:  # a finished bar stays as a line above the others, whole (a line may wrap; a bar drawn in
+                # place is cut to the terminal's width)
                 tqdm.write(b.format_meter(**{**b.format_dict, "ncols": None}), file=sys.stderr)
             b.close()
-    for b in bars.values():
+    for b, _ in bars.values():
         b.close()
 
 
